@@ -1,0 +1,1 @@
+"""Plumbing shared by every source: warehouse targets, the sync audit, quarantine, pipelines."""

@@ -1,0 +1,481 @@
+"""Sales: CSV export folders, the sales REST API and the bulk users CSV, as dlt sources.
+
+Every source writes good records to its table and bad ones to ``raw_sales.rejected_rows`` with where they
+came from and why, so loaded + rejected = read. Cursors and the hashes of loaded files live in dlt state,
+which dlt keeps in the warehouse.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Sequence
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import dlt
+import pyarrow as pa
+import pyarrow.compute as pc
+from dlt.sources.helpers.requests import Client
+from dlt.sources.helpers.rest_client import RESTClient
+from dlt.sources.helpers.rest_client.paginators import PageNumberPaginator
+from requests.adapters import HTTPAdapter
+
+from loaders.common.warehouse import ROOT, ConfigurationError, register_secret
+from loaders.sales.helpers import (
+    FileSource,
+    LoadStats,
+    file_sha256,
+    map_columns,
+    original_records,
+    read_csv_batches,
+    rejected_table,
+    rejection,
+    validate_orders,
+)
+from loaders.sales.settings import DEFAULT_COLUMN_MAP, DEFAULT_ROLES, ORDER_LINE_KEY
+
+ORDERS_HINTS: dict[str, Any] = {
+    "write_disposition": {"disposition": "merge", "strategy": "delete-insert"},
+    "merge_key": list(ORDER_LINE_KEY),
+}
+REJECTED_HINTS = dlt.mark.make_hints(
+    table_name="rejected_rows",
+    write_disposition={"disposition": "merge", "strategy": "delete-insert"},
+    primary_key="rejection_id",
+    merge_key="",  # the variant must not inherit the orders' merge key
+)
+
+
+def _quarantine(rows: list[dict[str, Any]]) -> Any:
+    return dlt.mark.with_hints(rejected_table(rows), REJECTED_HINTS, create_table_variant=True)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+# --------------------------------------------------------------------------------------------------
+# CSV export folders
+# --------------------------------------------------------------------------------------------------
+
+
+@dlt.source(name="sales_csv", max_table_nesting=0)
+def sales_csv(
+    file_sources: list[dict[str, Any]] = dlt.config.value,
+    stats: LoadStats | None = None,
+    full_refresh: bool = False,
+) -> Any:
+    """Order lines from folders of CSV exports, one ``[[sources.sales_csv.file_sources]]`` each."""
+    sources = [FileSource.from_config(raw) for raw in file_sources]
+    return orders_from_files(sources, stats or LoadStats(), full_refresh)
+
+
+def orders_from_files(
+    sources: Sequence[FileSource], stats: LoadStats, full_refresh: bool = False
+) -> Any:
+    @dlt.resource(name="orders", table_name="orders", **ORDERS_HINTS)
+    def orders() -> Iterator[Any]:
+        state = dlt.current.resource_state()
+        if full_refresh:
+            state.clear()
+        loaded: dict[str, str] = state.setdefault("files", {})
+        seen_keys: set[str] = set()
+        loaded_at = _now()
+        for source in sources:
+            for path in source.files():
+                file_id = f"{source.name}/{path.name}"
+                digest = file_sha256(path)
+                if loaded.get(file_id) == digest:
+                    stats.files_skipped.append(file_id)
+                    continue
+                yield from _orders_from_file(source, path, file_id, seen_keys, loaded_at, stats)
+                loaded[file_id] = digest
+                stats.files_loaded.append(file_id)
+        stats.cursor = loaded_at.isoformat()
+
+    return orders
+
+
+def _orders_from_file(
+    source: FileSource,
+    path: Path,
+    file_id: str,
+    seen_keys: set[str],
+    loaded_at: datetime,
+    stats: LoadStats,
+) -> Iterator[Any]:
+    malformed: list[tuple[int, str]] = []
+    for batch in read_csv_batches(
+        path,
+        encoding=source.encoding,
+        delimiter=source.delimiter,
+        quote_char=source.quote_char,
+        malformed=malformed,
+    ):
+        table = map_columns(batch.table, source.columns, f"{file_id}")
+        result = validate_orders(
+            table,
+            date_format=source.date_format,
+            seen_keys=seen_keys,
+            source_name=source.name,
+            source_file=file_id,
+            lines=batch.lines,
+            loaded_at=loaded_at,
+        )
+        stats.read += table.num_rows
+        stats.loaded += result.good.num_rows
+        if result.good.num_rows:
+            yield result.good
+        if result.rejected_index:
+            stats.rejected += len(result.rejected_index)
+            records = original_records(table, source.columns, result.rejected_index)
+            rows = [
+                rejection(
+                    source_name="sales_csv",
+                    locator=f"{file_id}:{batch.lines[i].as_py()}",
+                    source_file=file_id,
+                    source_line=batch.lines[i].as_py(),
+                    raw_record=record,
+                    reason=reason,
+                    rejected_at=loaded_at,
+                )
+                for i, record, reason in zip(
+                    result.rejected_index, records, result.reasons, strict=True
+                )
+            ]
+            yield _quarantine(rows)
+    if malformed:
+        stats.read += len(malformed)
+        stats.rejected += len(malformed)
+        yield _quarantine(
+            [
+                rejection(
+                    source_name="sales_csv",
+                    locator=f"{file_id}:{number}",
+                    source_file=file_id,
+                    source_line=number,
+                    raw_record=text,
+                    reason="wrong number of fields for the header",
+                    rejected_at=loaded_at,
+                )
+                for number, text in malformed
+            ]
+        )
+
+
+# --------------------------------------------------------------------------------------------------
+# REST API
+# --------------------------------------------------------------------------------------------------
+
+
+class CountingAdapter(HTTPAdapter):
+    """Counts every HTTP attempt and every failed one (429, 5xx, timeout, connection error).
+
+    dlt's client retries around ``Session.send``, so the adapter sees each attempt: the counts make
+    the retries observable in the run summary and the audit.
+    """
+
+    def __init__(self, stats: LoadStats) -> None:
+        super().__init__()
+        self.stats = stats
+
+    def send(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        self.stats.requests += 1
+        try:
+            response = super().send(request, *args, **kwargs)
+        except Exception:
+            self.stats.http_errors += 1
+            raise
+        if response.status_code == 429 or response.status_code >= 500:
+            self.stats.http_errors += 1
+        return response
+
+
+@dlt.source(name="sales_api", max_table_nesting=0)
+def sales_api(
+    base_url: str = dlt.config.value,
+    api_key: str = dlt.secrets.value,
+    api_key_header: str = "X-API-Key",
+    endpoint: str = "orders",
+    page_size: int = 500,
+    initial_start_date: str | None = None,
+    lookback_days: int = 1,
+    days: int | None = None,
+    date_format: str = "%Y-%m-%d",
+    columns: dict[str, str] | None = None,
+    request_timeout: float = 30.0,
+    max_attempts: int = 5,
+    backoff_factor: float = 1.0,
+    max_retry_delay: float = 60.0,
+    stats: LoadStats | None = None,
+    full_refresh: bool = False,
+) -> Any:
+    """Order lines from the sales API, windowed by ``days`` or by the stored date cursor.
+
+    The window starts ``lookback_days`` before the cursor so late records of the last day are read
+    again; records are merged on the order-line key, so overlapping windows never duplicate.
+    """
+    register_secret(api_key)
+    stats = stats or LoadStats()
+    column_map = dict(DEFAULT_COLUMN_MAP) | dict(columns or {})
+    http = Client(
+        request_timeout=request_timeout,
+        request_max_attempts=max_attempts,
+        request_backoff_factor=backoff_factor,
+        request_max_retry_delay=max_retry_delay,
+        raise_for_status=False,  # RESTClient raises after dlt's retries are spent
+    )
+
+    @dlt.resource(name="api_orders", table_name="orders", **ORDERS_HINTS)
+    def api_orders() -> Iterator[Any]:
+        state = dlt.current.resource_state()
+        if full_refresh:
+            state.clear()
+        session = http.session
+        adapter = CountingAdapter(stats)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        today = _now().date()
+        start = _window_start(state.get("cursor"), days, initial_start_date, lookback_days, today)
+        client = RESTClient(
+            base_url=base_url.rstrip("/") + "/",
+            headers={api_key_header: api_key},
+            paginator=PageNumberPaginator(base_page=1, page_param="page", total_path="total_pages"),
+            data_selector="data",
+            session=session,
+        )
+        params = {
+            "start_date": start.isoformat(),
+            "end_date": today.isoformat(),
+            "page_size": page_size,
+        }
+        seen_keys: set[str] = set()
+        loaded_at = _now()
+        max_date: date | None = None
+        for page_number, page in enumerate(client.paginate(endpoint, params=params), start=1):
+            stats.pages += 1
+            records = list(page)
+            table = _records_table(records, column_map)
+            result = validate_orders(
+                table,
+                date_format=date_format,
+                seen_keys=seen_keys,
+                source_name="sales_api",
+                source_file=None,
+                lines=None,
+                loaded_at=loaded_at,
+            )
+            stats.read += table.num_rows
+            stats.loaded += result.good.num_rows
+            if result.good.num_rows:
+                page_max = pc.max(result.good.column("order_date")).as_py()
+                max_date = page_max if max_date is None else max(max_date, page_max)
+                yield result.good.set_column(
+                    result.good.schema.get_field_index("_source_file"),
+                    "_source_file",
+                    pa.array([f"api page {page_number}"] * result.good.num_rows, pa.string()),
+                )
+            if result.rejected_index:
+                stats.rejected += len(result.rejected_index)
+                yield _quarantine(
+                    [
+                        rejection(
+                            source_name="sales_api",
+                            locator=f"{endpoint} page {page_number}, record {i + 1}",
+                            api_page=page_number,
+                            raw_record=records[i],
+                            reason=reason,
+                            rejected_at=loaded_at,
+                        )
+                        for i, reason in zip(result.rejected_index, result.reasons, strict=True)
+                    ]
+                )
+        cursor = state.get("cursor")
+        if max_date is not None and (cursor is None or max_date.isoformat() > cursor):
+            state["cursor"] = max_date.isoformat()
+        stats.cursor = state.get("cursor")
+
+    return api_orders
+
+
+def _window_start(
+    cursor: str | None,
+    days: int | None,
+    initial_start_date: str | None,
+    lookback_days: int,
+    today: date,
+) -> date:
+    if days is not None:
+        if days < 0:
+            raise ConfigurationError("--days must be zero or more")
+        return today - timedelta(days=days)
+    if cursor:
+        return date.fromisoformat(cursor) - timedelta(days=lookback_days)
+    if initial_start_date:
+        return date.fromisoformat(initial_start_date)
+    return today - timedelta(days=30)
+
+
+def _records_table(records: list[Any], column_map: dict[str, str]) -> pa.Table:
+    """API records as canonical string columns (the same checks as the CSV path)."""
+
+    def text(value: Any) -> str | None:
+        if value is None:
+            return None
+        if isinstance(value, dict | list):
+            return json.dumps(value)
+        return str(value)
+
+    columns = {
+        canonical: pa.array(
+            [text(r.get(field)) if isinstance(r, dict) else None for r in records], pa.string()
+        )
+        for canonical, field in column_map.items()
+    }
+    return pa.table(columns)
+
+
+# --------------------------------------------------------------------------------------------------
+# Users CSV
+# --------------------------------------------------------------------------------------------------
+
+_USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+@dlt.source(name="sales_users", max_table_nesting=0)
+def sales_users(
+    users_path: str = dlt.config.value,
+    roles: list[str] = dlt.config.value,
+    encoding: str = "utf-8",
+    delimiter: str = ",",
+    existing: dict[str, str] | None = None,
+    stats: LoadStats | None = None,
+    full_refresh: bool = False,
+) -> Any:
+    """Users from CSV files (``username, email, role, initial_password``).
+
+    Usernames and emails are trimmed and lower-cased and must be unique (also against users already
+    in the warehouse, given as ``existing``: email -> username); roles must be in ``roles``. The
+    password is never stored as given: it is hashed with Argon2id, and quarantined rows show it as ***.
+    """
+    folder = Path(users_path)
+    folder = folder if folder.is_absolute() else ROOT / folder
+    allowed = {role.strip().lower() for role in roles} or set(DEFAULT_ROLES)
+    stats = stats or LoadStats()
+
+    @dlt.resource(
+        name="users",
+        write_disposition={"disposition": "merge", "strategy": "delete-insert"},
+        primary_key="username",
+        columns={"password_hash": {"data_type": "text", "nullable": True}},
+    )
+    def users() -> Iterator[Any]:
+        import csv
+
+        from argon2 import PasswordHasher
+
+        hasher = PasswordHasher()  # Argon2id with the library's recommended parameters
+        state = dlt.current.resource_state()
+        if full_refresh:
+            state.clear()
+        loaded: dict[str, str] = state.setdefault("files", {})
+        emails = dict(existing or {})
+        seen_usernames: set[str] = set()
+        loaded_at = _now()
+        if not folder.exists():
+            raise ConfigurationError(
+                f"users CSV path {folder} does not exist; fix sources.sales_users.users_path"
+            )
+        files = [folder] if folder.is_file() else sorted(folder.glob("*.csv"))
+        for file in files:
+            file_id = file.name
+            digest = file_sha256(file)
+            if loaded.get(file_id) == digest:
+                stats.files_skipped.append(file_id)
+                continue
+            good: list[dict[str, Any]] = []
+            bad: list[dict[str, Any]] = []
+            with file.open(encoding=encoding, newline="") as fh:
+                reader = csv.DictReader(fh, delimiter=delimiter)
+                missing_headers = {"username", "email", "role"} - set(reader.fieldnames or [])
+                if missing_headers:
+                    raise ConfigurationError(
+                        f"{file_id}: missing header(s) {sorted(missing_headers)}; "
+                        "expected username, email, role, initial_password"
+                    )
+                for line, row in enumerate(reader, start=2):
+                    stats.read += 1
+                    username = (row.get("username") or "").strip().lower()
+                    email = (row.get("email") or "").strip().lower()
+                    role = (row.get("role") or "").strip().lower()
+                    password = row.get("initial_password") or ""
+                    reason = _user_problem(username, email, role, allowed, emails, seen_usernames)
+                    if reason:
+                        shown = {k: v for k, v in row.items() if k is not None}
+                        if shown.get("initial_password"):
+                            shown["initial_password"] = "***"
+                        bad.append(
+                            rejection(
+                                source_name="sales_users",
+                                locator=f"{file_id}:{line}",
+                                source_file=file_id,
+                                source_line=line,
+                                raw_record=shown,
+                                reason=reason,
+                                rejected_at=loaded_at,
+                            )
+                        )
+                        continue
+                    seen_usernames.add(username)
+                    emails[email] = username
+                    good.append(
+                        {
+                            "username": username,
+                            "email": email,
+                            "role": role,
+                            "password_hash": hasher.hash(password) if password else None,
+                            "_source_file": file_id,
+                            "_source_line": line,
+                            "_loaded_at": loaded_at,
+                        }
+                    )
+            stats.loaded += len(good)
+            stats.rejected += len(bad)
+            if good:
+                yield good
+            if bad:
+                yield _quarantine(bad)
+            loaded[file_id] = digest
+            stats.files_loaded.append(file_id)
+        stats.cursor = loaded_at.isoformat()
+
+    return users
+
+
+def _user_problem(
+    username: str,
+    email: str,
+    role: str,
+    allowed: set[str],
+    emails: dict[str, str],
+    seen_usernames: set[str],
+) -> str | None:
+    problems = []
+    if not username:
+        problems.append("missing username")
+    elif not _USERNAME.match(username):
+        problems.append("username may hold only letters, digits, '.', '_' and '-' (2-64)")
+    if not email:
+        problems.append("missing email")
+    elif not _EMAIL.match(email):
+        problems.append("email is not an address")
+    if role not in allowed:
+        problems.append(f"role {role!r} is not one of {', '.join(sorted(allowed))}")
+    if not problems and username in seen_usernames:
+        problems.append(f"duplicate username {username!r} in this import")
+    if not problems and emails.get(email, username) != username:
+        problems.append(f"email {email!r} already belongs to user {emails[email]!r}")
+    return "; ".join(problems) or None

@@ -1,0 +1,424 @@
+"""Reading and validating sales records: CSV streaming through Arrow, vectorised checks, quarantine."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from loaders.common.warehouse import ROOT, ConfigurationError
+from loaders.sales.settings import (
+    CSV_BLOCK_SIZE,
+    DEFAULT_COLUMN_MAP,
+    MONEY,
+    ORDER_COLUMNS,
+    ORDERS_SCHEMA,
+    REJECTED_SCHEMA,
+    TOTAL_TOLERANCE,
+)
+
+_INTEGER = r"^\s*[+-]?\d{1,18}\s*$"
+_DECIMAL = r"^\s*[+-]?(\d{1,14}(\.\d{0,4})?|\.\d{1,4})\s*$"
+
+
+@dataclass
+class LoadStats:
+    """Counts for the run summary and the audit: loaded + rejected = read."""
+
+    read: int = 0
+    loaded: int = 0
+    rejected: int = 0
+    files_loaded: list[str] = field(default_factory=list)
+    files_skipped: list[str] = field(default_factory=list)
+    requests: int = 0
+    http_errors: int = 0
+    pages: int = 0
+    cursor: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "read": self.read,
+            "loaded": self.loaded,
+            "rejected": self.rejected,
+            "files_loaded": self.files_loaded,
+            "files_skipped": self.files_skipped,
+            "requests": self.requests,
+            "http_errors": self.http_errors,
+            "pages": self.pages,
+            "cursor": self.cursor,
+        }
+
+
+@dataclass(frozen=True)
+class FileSource:
+    """One folder of CSV exports and how to read them, declared in configuration."""
+
+    name: str
+    path: Path
+    pattern: str = "*.csv"
+    encoding: str = "utf-8"
+    delimiter: str = ","
+    quote_char: str = '"'
+    date_format: str = "%Y-%m-%d"
+    columns: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_COLUMN_MAP))
+
+    @classmethod
+    def from_config(cls, raw: dict[str, Any]) -> FileSource:
+        try:
+            name = str(raw["name"])
+            path = Path(str(raw["path"]))
+        except KeyError as exc:
+            raise ConfigurationError(
+                f"a sales_csv file source needs {exc.args[0]!r} "
+                "(see [[sources.sales_csv.file_sources]] in .dlt/config.toml)"
+            ) from None
+        columns = dict(DEFAULT_COLUMN_MAP) | dict(raw.get("columns", {}))
+        unknown = set(columns) - set(ORDER_COLUMNS)
+        if unknown:
+            raise ConfigurationError(
+                f"file source {name!r} maps unknown columns {sorted(unknown)}; "
+                f"the columns are {', '.join(ORDER_COLUMNS)}"
+            )
+        return cls(
+            name=name,
+            path=path if path.is_absolute() else ROOT / path,
+            pattern=str(raw.get("pattern", "*.csv")),
+            encoding=str(raw.get("encoding", "utf-8")),
+            delimiter=str(raw.get("delimiter", ",")),
+            quote_char=str(raw.get("quote_char", '"')),
+            date_format=str(raw.get("date_format", "%Y-%m-%d")),
+            columns=columns,
+        )
+
+    def files(self) -> list[Path]:
+        if not self.path.is_dir():
+            raise ConfigurationError(
+                f"file source {self.name!r}: folder {self.path} does not exist; "
+                "create it or fix sources.sales_csv.file_sources.path"
+            )
+        return sorted(p for p in self.path.glob(self.pattern) if p.is_file())
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass
+class CsvBatch:
+    """A block of a CSV file as strings, with the file line of every row (the header is line 1)."""
+
+    table: pa.Table
+    lines: pa.Array
+
+
+def read_csv_batches(
+    path: Path,
+    *,
+    encoding: str = "utf-8",
+    delimiter: str = ",",
+    quote_char: str = '"',
+    block_size: int = CSV_BLOCK_SIZE,
+    malformed: list[tuple[int, str]] | None = None,
+) -> Iterator[CsvBatch]:
+    """Stream a CSV file in Arrow blocks, every column as a string, never the whole file in memory.
+
+    Rows with the wrong number of fields go to ``malformed`` as (line, text) instead of failing the
+    file; blank lines (every field empty) are not records and are dropped.
+    """
+    skipped: list[int] = []
+
+    def on_invalid(row: Any) -> str:
+        skipped.append(row.number)
+        if malformed is None:
+            return "error"
+        malformed.append((row.number, row.text))
+        return "skip"
+
+    with path.open("r", encoding=encoding, newline="") as fh:
+        header_line = fh.readline()
+    if not header_line.strip():
+        return
+    header = next(csv.reader([header_line], delimiter=delimiter, quotechar=quote_char))
+    reader = pacsv.open_csv(
+        path,
+        # One thread keeps the row numbers the invalid-row handler reports.
+        read_options=pacsv.ReadOptions(block_size=block_size, encoding=encoding, use_threads=False),
+        parse_options=pacsv.ParseOptions(
+            delimiter=delimiter,
+            quote_char=quote_char,
+            invalid_row_handler=on_invalid,
+            ignore_empty_lines=False,
+        ),
+        convert_options=pacsv.ConvertOptions(
+            column_types={name: pa.string() for name in header}, strings_can_be_null=False
+        ),
+    )
+    next_line = 2
+    consumed = 0  # entries of ``skipped`` already placed
+    for record_batch in reader:
+        table = pa.Table.from_batches([record_batch])
+        n = table.num_rows
+        if consumed == len(skipped):
+            lines = pa.array(range(next_line, next_line + n), type=pa.int64())
+            next_line += n
+        else:
+            numbers = []
+            for _ in range(n):
+                while consumed < len(skipped) and skipped[consumed] == next_line:
+                    consumed += 1
+                    next_line += 1
+                numbers.append(next_line)
+                next_line += 1
+            lines = pa.array(numbers, type=pa.int64())
+        blank = None
+        for name in table.column_names:
+            empty = pc.equal(table.column(name), "")
+            blank = empty if blank is None else pc.and_(blank, empty)
+        if blank is not None and pc.any(blank).as_py():
+            keep = pc.invert(blank)
+            if isinstance(keep, pa.ChunkedArray):
+                keep = keep.combine_chunks()
+            table, lines = table.filter(keep), lines.filter(keep)
+        yield CsvBatch(table=table, lines=lines)
+
+
+def map_columns(table: pa.Table, columns: dict[str, str], where: str) -> pa.Table:
+    """Rename a file's headers to the canonical columns; a missing header is a configuration error."""
+    missing = [header for header in columns.values() if header not in table.column_names]
+    if missing:
+        raise ConfigurationError(
+            f"{where}: header(s) {missing} not found (the file has {table.column_names}); "
+            "fix the column mapping of this file source"
+        )
+    return pa.table({canonical: table.column(header) for canonical, header in columns.items()})
+
+
+def _is_blank(array: pa.ChunkedArray) -> pa.ChunkedArray:
+    return pc.fill_null(pc.equal(pc.utf8_trim_whitespace(array), ""), True)
+
+
+def _matches(array: pa.ChunkedArray, pattern: str) -> pa.ChunkedArray:
+    return pc.fill_null(pc.match_substring_regex(array, pattern), False)
+
+
+@dataclass
+class ValidatedBatch:
+    good: pa.Table
+    rejected_index: list[int]
+    reasons: list[str]
+
+
+def validate_orders(
+    table: pa.Table,
+    *,
+    date_format: str,
+    seen_keys: set[str],
+    source_name: str,
+    source_file: str | None,
+    lines: pa.Array | None,
+    loaded_at: datetime,
+) -> ValidatedBatch:
+    """Check a batch of canonical string columns; return typed good rows and the rejects' reasons.
+
+    The checks run vectorised in Arrow; reasons are spelled out only for the (few) bad rows.
+    ``seen_keys`` holds the order-line keys read earlier in this run: a repeat is rejected,
+    so one run never carries two versions of a line.
+    """
+    n = table.num_rows
+    trimmed = {name: pc.utf8_trim_whitespace(table.column(name)) for name in ORDER_COLUMNS}
+    blank = {name: _is_blank(table.column(name)) for name in ORDER_COLUMNS}
+    int_ok = _matches(table.column("quantity"), _INTEGER)
+    price_ok = _matches(table.column("unit_price"), _DECIMAL)
+    total_ok = _matches(table.column("total_amount"), _DECIMAL)
+    dates = pc.strptime(
+        trimmed["order_date"], format=date_format, unit="s", error_is_null=True
+    )
+    dates, date_ok = _strict_dates(trimmed["order_date"], dates, date_format)
+
+    quantity = pc.cast(pc.if_else(int_ok, trimmed["quantity"], "0"), pa.int64())
+    unit_price = pc.cast(pc.if_else(price_ok, trimmed["unit_price"], "0"), MONEY)
+    total = pc.cast(pc.if_else(total_ok, trimmed["total_amount"], "0"), MONEY)
+    expected = pc.multiply(pc.cast(quantity, pa.float64()), pc.cast(unit_price, pa.float64()))
+    total_diff = pc.abs(pc.subtract(pc.cast(total, pa.float64()), expected))
+    total_matches = pc.less_equal(total_diff, TOTAL_TOLERANCE + 1e-9)
+
+    any_blank = blank["order_id"]
+    for name in ORDER_COLUMNS[1:]:
+        any_blank = pc.or_(any_blank, blank[name])
+    ok = pc.and_(pc.invert(any_blank), pc.and_(int_ok, pc.and_(price_ok, total_ok)))
+    ok = pc.and_(ok, date_ok)
+    ok = pc.and_(ok, pc.and_(pc.greater(quantity, 0), pc.greater(unit_price, 0)))
+    ok = pc.and_(ok, total_matches)
+
+    ok_list = ok.to_pylist() if isinstance(ok, pa.Array) else ok.combine_chunks().to_pylist()
+    order_ids = trimmed["order_id"].to_pylist()
+    products = trimmed["product_name"].to_pylist()
+    keep = [False] * n
+    rejected_index: list[int] = []
+    reasons: list[str] = []
+    for i in range(n):
+        if ok_list[i]:
+            key = f"{order_ids[i]}\x1f{products[i]}"
+            if key in seen_keys:
+                rejected_index.append(i)
+                reasons.append(
+                    "duplicate order line: (order_id, product_name) "
+                    f"= ({order_ids[i]}, {products[i]}) was already read in this run"
+                )
+            else:
+                seen_keys.add(key)
+                keep[i] = True
+        else:
+            rejected_index.append(i)
+            reasons.append(
+                _reason(
+                    i,
+                    blank=blank,
+                    int_ok=int_ok,
+                    price_ok=price_ok,
+                    total_ok=total_ok,
+                    date_ok=date_ok,
+                    quantity=quantity,
+                    unit_price=unit_price,
+                    total_diff=total_diff,
+                    date_format=date_format,
+                )
+            )
+
+    mask = pa.array(keep, type=pa.bool_())
+    good_n = sum(keep)
+    if lines is None:
+        lines = pa.nulls(n, type=pa.int64())
+    good = pa.Table.from_arrays(
+        [
+            trimmed["order_id"],
+            pc.cast(dates, pa.date32()),
+            trimmed["user_id"],
+            trimmed["product_name"],
+            quantity,
+            unit_price,
+            total,
+            trimmed["region"],
+            pa.array([source_name] * n, type=pa.string()),
+            pa.array([source_file] * n, type=pa.string()),
+            lines,
+            pa.array([loaded_at] * n, type=pa.timestamp("us", tz="UTC")),
+        ],
+        schema=ORDERS_SCHEMA,
+    )
+    if good_n != n:
+        good = good.filter(mask)
+    return ValidatedBatch(good=good, rejected_index=rejected_index, reasons=reasons)
+
+
+def _strict_dates(
+    text: pa.ChunkedArray, parsed: pa.ChunkedArray, date_format: str
+) -> tuple[pa.Array, pa.Array]:
+    """Arrow's strptime rolls impossible dates over (2026-02-30 becomes 2026-03-02).
+
+    Dates that do not print back as they were read are checked again with Python's strict parser,
+    which also accepts unpadded days and months; in a clean file there are none to check.
+    """
+    text = text.combine_chunks() if isinstance(text, pa.ChunkedArray) else text
+    parsed = parsed.combine_chunks() if isinstance(parsed, pa.ChunkedArray) else parsed
+    valid = pc.is_valid(parsed)
+    printed = pc.strftime(parsed, format=date_format)
+    suspect = pc.fill_null(pc.and_(valid, pc.not_equal(printed, text)), False)
+    suspects = pc.indices_nonzero(suspect).to_pylist()
+    if not suspects:
+        return parsed, valid
+    values = parsed.to_pylist()
+    raw = text.to_pylist()
+    for i in suspects:
+        try:
+            values[i] = datetime.strptime(raw[i], date_format)
+        except ValueError:
+            values[i] = None
+    repaired = pa.array(values, type=parsed.type)
+    return repaired, pc.is_valid(repaired)
+
+
+def _value(array: pa.ChunkedArray | pa.Array, i: int) -> Any:
+    return array[i].as_py()
+
+
+def _reason(i: int, **checks: Any) -> str:
+    problems: list[str] = []
+    missing = [name for name, array in checks["blank"].items() if _value(array, i)]
+    if missing:
+        problems.append(f"missing required field(s): {', '.join(missing)}")
+    if "quantity" not in missing and not _value(checks["int_ok"], i):
+        problems.append("quantity is not a whole number")
+    if "unit_price" not in missing and not _value(checks["price_ok"], i):
+        problems.append("unit_price is not a number (at most 4 decimal places)")
+    if "total_amount" not in missing and not _value(checks["total_ok"], i):
+        problems.append("total_amount is not a number (at most 4 decimal places)")
+    if "order_date" not in missing and not _value(checks["date_ok"], i):
+        problems.append(f"order_date does not parse with format {checks['date_format']!r}")
+    if not problems:
+        if _value(checks["quantity"], i) <= 0:
+            problems.append("quantity must be positive")
+        if _value(checks["unit_price"], i) <= 0:
+            problems.append("unit_price must be positive")
+        if not problems:
+            diff = _value(checks["total_diff"], i)
+            problems.append(
+                f"total_amount differs from quantity x unit_price by {diff:.4f} (more than a cent)"
+            )
+    return "; ".join(problems)
+
+
+def rejection_id(source_name: str, source_file: str | None, raw_record: str, reason: str) -> str:
+    """Stable id of a rejection, so a record rejected again is not quarantined twice."""
+    text = "\x1f".join([source_name, source_file or "", raw_record, reason])
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def rejected_table(rows: list[dict[str, Any]]) -> pa.Table:
+    """Quarantine rows as an Arrow table of ``REJECTED_SCHEMA``."""
+    return pa.Table.from_pylist(rows, schema=REJECTED_SCHEMA)
+
+
+def rejection(
+    *,
+    source_name: str,
+    locator: str,
+    raw_record: dict[str, Any] | str,
+    reason: str,
+    rejected_at: datetime,
+    source_file: str | None = None,
+    source_line: int | None = None,
+    api_page: int | None = None,
+) -> dict[str, Any]:
+    raw = raw_record if isinstance(raw_record, str) else json.dumps(raw_record, default=str)
+    return {
+        "rejection_id": rejection_id(source_name, source_file, raw, reason),
+        "source_name": source_name,
+        "source_locator": locator,
+        "source_file": source_file,
+        "source_line": source_line,
+        "api_page": api_page,
+        "raw_record": raw,
+        "reason": reason,
+        "rejected_at": rejected_at,
+    }
+
+
+def original_records(table: pa.Table, columns: dict[str, str], index: list[int]) -> list[dict]:
+    """The rejected rows as the source gave them (its own header names), for the quarantine."""
+    picked = table.take(pa.array(index, type=pa.int64())) if index else table.slice(0, 0)
+    canonical_rows = picked.to_pylist()
+    return [{columns[name]: row[name] for name in columns} for row in canonical_rows]
