@@ -1,0 +1,67 @@
+with
+
+stg_audit__sync_runs as (
+    select * from {{ ref('stg_audit__sync_runs') }}
+),
+
+ranked_attempts as (
+    select
+        sync_type,
+        finished_at,
+        status,
+        error_message,
+        records_processed,
+        row_number() over (
+            partition by sync_type order by finished_at desc, started_at desc
+        ) as attempt_rank
+    from stg_audit__sync_runs
+),
+
+last_attempts as (
+    select * from ranked_attempts
+    where attempt_rank = 1
+),
+
+ranked_successes as (
+    select
+        sync_type,
+        coalesce(cursor_at, finished_at) as reached_at,
+        row_number() over (
+            partition by sync_type order by finished_at desc, started_at desc
+        ) as success_rank
+    from stg_audit__sync_runs
+    where status = 'success'
+),
+
+last_successes as (
+    select * from ranked_successes
+    where success_rank = 1
+),
+
+counts as (
+    select
+        sync_type,
+        sum(case when status = 'success' then 1 else 0 end) as successful_sync_count,
+        sum(case when status = 'error' then 1 else 0 end) as failed_sync_count
+    from stg_audit__sync_runs
+    group by sync_type
+),
+
+status as (
+    select
+        counts.sync_type,
+        last_successes.reached_at as last_sync_timestamp,
+        last_attempts.finished_at as last_attempt_timestamp,
+        last_attempts.status as last_sync_status,
+        last_attempts.error_message as last_error_message,
+        counts.successful_sync_count,
+        counts.failed_sync_count,
+        last_attempts.records_processed as last_records_processed
+    from counts
+    inner join last_attempts
+        on counts.sync_type = last_attempts.sync_type
+    left join last_successes
+        on counts.sync_type = last_successes.sync_type
+)
+
+select * from status

@@ -1,0 +1,51 @@
+"""Fixtures: a throwaway PostgreSQL on loopback (or ELT_TEST_POSTGRES_URL) and a warehouse per test.
+
+Tests that touch the warehouse take the ``warehouse`` fixture and run once per target.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from loaders.common import pgserver
+from loaders.common.warehouse import Warehouse
+
+os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[pgserver.PgServer]:
+    url = os.environ.get("ELT_TEST_POSTGRES_URL")
+    server = pgserver.from_url(url) if url else pgserver.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def target(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def warehouse(
+    target: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> Warehouse:
+    """An empty warehouse on ``target``; the environment points dlt, dbt and the checks at it."""
+    monkeypatch.setenv("ELT_TARGET", target)
+    if target == "duckdb":
+        monkeypatch.setenv("ELT_DUCKDB_PATH", str(tmp_path / "warehouse.duckdb"))
+    else:
+        server: pgserver.PgServer = request.getfixturevalue("pg_server")
+        database = f"t_{uuid.uuid4().hex[:12]}"
+        server.create_database(database)
+        for key, value in server.env(database).items():
+            monkeypatch.setenv(key, value)
+    return Warehouse.from_env(target)
