@@ -1,0 +1,83 @@
+"""What the command line prints: the run summary and the sync status table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from flows.main import RunSummary
+from loaders.common.warehouse import Warehouse
+
+
+def _table(headers: list[str], rows: list[list[Any]]) -> str:
+    cells = [[("" if value is None else str(value)) for value in row] for row in rows]
+    widths = [max(len(h), *(len(row[i]) for row in cells)) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    for row in cells:
+        lines.append("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+    return "\n".join(lines)
+
+
+def print_summary(summary: RunSummary) -> None:
+    rows = [
+        [
+            step.name,
+            step.status,
+            step.read,
+            step.loaded,
+            step.rejected,
+            step.error if step.error else step.detail,
+        ]
+        for step in summary.steps
+    ]
+    typer.echo(f"Run on {summary.target}: {'success' if summary.success else 'FAILED'}")
+    typer.echo(_table(["step", "status", "read", "loaded", "rejected", "detail"], rows))
+
+
+STATUS_SQL = """
+select
+    sync_type,
+    last_sync_status,
+    last_sync_timestamp,
+    last_attempt_timestamp,
+    successful_sync_count,
+    failed_sync_count,
+    last_records_processed,
+    last_error_message
+from audit.sync_status
+order by sync_type
+"""
+
+
+def print_status(warehouse: Warehouse) -> bool:
+    """Print audit.sync_status; False when there is nothing to show yet."""
+    try:
+        rows = warehouse.query(STATUS_SQL)
+    except Exception as exc:  # the view does not exist before the first dbt build
+        if "sync_status" in str(exc) or "does not exist" in str(exc).lower():
+            typer.echo("No sync status yet: run `elt run` (or `elt demo`) first.", err=True)
+            return False
+        raise
+    typer.echo(f"Sync status ({warehouse.describe()}):")
+    typer.echo(
+        _table(
+            [
+                "sync_type",
+                "status",
+                "last_sync",
+                "last_attempt",
+                "ok",
+                "failed",
+                "records",
+                "last_error",
+            ],
+            [[*row[:2], _ts(row[2]), _ts(row[3]), *row[4:7], (row[7] or "")[:60]] for row in rows],
+        )
+    )
+    return True
+
+
+def _ts(value: Any) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if hasattr(value, "strftime") else str(value or "")

@@ -1,0 +1,100 @@
+"""The syncs the project knows: each source's dlt pipeline, dataset and how to build its dlt source.
+
+``elt run --source NAME`` takes a sync name or a group name (``sales`` = every sales sync).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from loaders.common.pipeline import run_source
+from loaders.common.warehouse import ConfigurationError, Warehouse
+from loaders.sales.helpers import LoadStats
+from loaders.sales.settings import DATASET as SALES_DATASET
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Per-run choices from the command line."""
+
+    full_refresh: bool = False
+    days: int | None = None  # the API window, instead of the stored cursor
+
+
+@dataclass(frozen=True)
+class Sync:
+    name: str
+    dataset: str
+    description: str
+    build: Callable[[LoadStats, RunOptions, Warehouse], Any]
+
+
+def _sales_csv(stats: LoadStats, options: RunOptions, warehouse: Warehouse) -> Any:
+    from loaders.sales import sales_csv
+
+    return sales_csv(stats=stats, full_refresh=options.full_refresh)
+
+
+def _sales_api(stats: LoadStats, options: RunOptions, warehouse: Warehouse) -> Any:
+    from loaders.sales import sales_api
+
+    return sales_api(stats=stats, days=options.days, full_refresh=options.full_refresh)
+
+
+def _sales_users(stats: LoadStats, options: RunOptions, warehouse: Warehouse) -> Any:
+    from loaders.sales import sales_users
+
+    return sales_users(
+        stats=stats, existing=existing_user_emails(warehouse), full_refresh=options.full_refresh
+    )
+
+
+def existing_user_emails(warehouse: Warehouse) -> dict[str, str]:
+    """email -> username of the users already loaded (none on a new warehouse)."""
+    with warehouse.connect() as conn:
+        cur = conn.cursor()
+        cur.execute(
+            "select count(*) from information_schema.tables "
+            "where table_schema = 'raw_sales' and table_name = 'users'"
+        )
+        if not cur.fetchone()[0]:
+            return {}
+        cur.execute("select email, username from raw_sales.users")
+        return {email: username for email, username in cur.fetchall()}
+
+
+SYNCS: dict[str, Sync] = {
+    sync.name: sync
+    for sync in (
+        Sync("sales_csv", SALES_DATASET, "sales order lines from CSV export folders", _sales_csv),
+        Sync("sales_api", SALES_DATASET, "sales order lines from the sales REST API", _sales_api),
+        Sync("sales_users", SALES_DATASET, "users from the bulk users CSV", _sales_users),
+    )
+}
+GROUPS: dict[str, tuple[str, ...]] = {"sales": ("sales_csv", "sales_api", "sales_users")}
+
+
+def resolve(names: list[str] | None) -> list[str]:
+    """Sync names for ``--source`` values (all syncs when none are given), in a stable order."""
+    if not names:
+        return list(SYNCS)
+    selected: list[str] = []
+    for name in names:
+        if name in GROUPS:
+            selected += [n for n in GROUPS[name] if n not in selected]
+        elif name in SYNCS:
+            if name not in selected:
+                selected.append(name)
+        else:
+            known = ", ".join([*SYNCS, *GROUPS])
+            raise ConfigurationError(f"unknown source {name!r}: use one of {known}")
+    return selected
+
+
+def run_sync(name: str, warehouse: Warehouse, options: RunOptions, stats: LoadStats) -> Any:
+    """Load one source into the warehouse, filling ``stats``; raises on failure."""
+    sync = SYNCS[name]
+    source = sync.build(stats, options, warehouse)
+    return run_source(source, pipeline_name=name, dataset_name=sync.dataset, warehouse=warehouse)

@@ -1,0 +1,181 @@
+"""The CSV export loader, on DuckDB and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from loaders.common.warehouse import ConfigurationError, Warehouse
+from tests.sales_fixtures import GOOD_ROWS, count, load_csv_folder, write_csv
+
+ORDERS = "select count(*) from raw_sales.orders"
+DISTINCT_LINES = "select count(distinct order_id || '|' || product_name) from raw_sales.orders"
+
+
+def test_same_file_twice_loads_once(warehouse: Warehouse, tmp_path: Path) -> None:
+    write_csv(tmp_path / "in" / "orders.csv", GOOD_ROWS)
+
+    first = load_csv_folder(tmp_path / "in", warehouse)
+    second = load_csv_folder(tmp_path / "in", warehouse)
+
+    assert (first.read, first.loaded, first.rejected) == (3, 3, 0)
+    assert second.read == 0 and second.files_skipped == ["shop/orders.csv"]
+    assert count(warehouse, ORDERS) == 3
+
+
+def test_changed_file_reloads_without_duplicates(warehouse: Warehouse, tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "in" / "orders.csv", GOOD_ROWS)
+    load_csv_folder(tmp_path / "in", warehouse)
+
+    changed = [*GOOD_ROWS[:2], ("O-2", "2026-01-06", "brian.santos2", "Widget", "3", "4.50", "13.50", "South")]
+    changed.append(("O-3", "2026-01-07", "chloe.reyes3", "Gizmo", "1", "7.25", "7.25", "East"))
+    write_csv(path, changed)
+    stats = load_csv_folder(tmp_path / "in", warehouse)
+
+    assert stats.loaded == 4
+    assert count(warehouse, ORDERS) == 4
+    assert count(warehouse, DISTINCT_LINES) == 4
+    quantity = warehouse.query(
+        "select quantity from raw_sales.orders where order_id = 'O-2' and product_name = 'Widget'"
+    )
+    assert quantity == [(3,)]
+
+
+def test_an_overlapping_export_replaces_lines_it_shares(
+    warehouse: Warehouse, tmp_path: Path
+) -> None:
+    write_csv(tmp_path / "in" / "a.csv", GOOD_ROWS)
+    load_csv_folder(tmp_path / "in", warehouse)
+    overlap = [("O-2", "2026-01-06", "brian.santos2", "Widget", "4", "4.50", "18.00", "South")]
+    write_csv(tmp_path / "in" / "b.csv", overlap)
+
+    stats = load_csv_folder(tmp_path / "in", warehouse)
+
+    assert stats.files_loaded == ["shop/b.csv"] and stats.files_skipped == ["shop/a.csv"]
+    assert count(warehouse, ORDERS) == 3
+    assert warehouse.query("select quantity from raw_sales.orders where order_id = 'O-2'") == [(4,)]
+
+
+BAD_ROWS = {
+    "missing required field(s): user_id": ("B-1", "2026-01-05", "", "Widget", "1", "4.50", "4.50", "North"),
+    "quantity is not a whole number": ("B-2", "2026-01-05", "u", "Widget", "1.5", "4.50", "6.75", "North"),
+    "unit_price is not a number": ("B-3", "2026-01-05", "u", "Widget", "1", "abc", "4.50", "North"),
+    "quantity must be positive": ("B-4", "2026-01-05", "u", "Widget", "0", "4.50", "0.00", "North"),
+    "unit_price must be positive": ("B-5", "2026-01-05", "u", "Widget", "1", "-4.50", "-4.50", "North"),
+    "total_amount differs from quantity x unit_price by 0.0200": (
+        "B-6", "2026-01-05", "u", "Widget", "2", "4.50", "9.02", "North",
+    ),
+    "order_date does not parse": ("B-7", "2026-02-30", "u", "Widget", "1", "4.50", "4.50", "North"),
+    "duplicate order line": ("O-1", "2026-01-05", "amina.otieno1", "Widget", "2", "4.50", "9.00", "North"),
+}
+
+
+def test_each_kind_of_bad_row_is_quarantined_with_its_reason(
+    warehouse: Warehouse, tmp_path: Path
+) -> None:
+    rows = [*GOOD_ROWS, ("B-8", "2026-01-05", "u", "Widget", "1", "4.50", "4.51", "North")]  # within a cent
+    rows += list(BAD_ROWS.values())
+    path = write_csv(tmp_path / "in" / "mixed.csv", rows)
+    with path.open("a") as fh:
+        fh.write("B-9,2026-01-05,u,Widget,1,4.50,4.50,North,EXTRA\n\n")  # extra field, blank line
+
+    stats = load_csv_folder(tmp_path / "in", warehouse)
+
+    assert stats.read == 4 + len(BAD_ROWS) + 1
+    assert stats.loaded == 4
+    assert stats.rejected == len(BAD_ROWS) + 1
+    assert stats.loaded + stats.rejected == stats.read
+    assert count(warehouse, ORDERS) == stats.loaded
+    rejected = warehouse.query(
+        "select source_locator, source_line, reason, raw_record from raw_sales.rejected_rows"
+    )
+    assert len(rejected) == stats.rejected
+    reasons = {line: reason for _, line, reason, _ in rejected}
+    for offset, expected in enumerate(BAD_ROWS, start=len(GOOD_ROWS) + 3):
+        assert expected in reasons[offset], (offset, reasons)
+    extra = len(GOOD_ROWS) + 3 + len(BAD_ROWS)
+    assert reasons[extra] == "wrong number of fields for the header"
+    locators = {locator for locator, *_ in rejected}
+    assert f"shop/mixed.csv:{extra}" in locators
+    raw = {line: raw for _, line, _, raw in rejected}
+    assert json.loads(raw[len(GOOD_ROWS) + 3])["order_id"] == "B-1"
+
+
+def test_a_legacy_export_loads_through_configuration_alone(
+    warehouse: Warehouse, tmp_path: Path
+) -> None:
+    header = "Order No;Order Date;Clerk;Article;Qty;Price;Amount;Branch Region"
+    lines = [
+        header,
+        "L-1;05/01/2026;amina.otieno1;Café Crème;2;2.80;5.60;Nord",
+        "L-2;06/01/2026;brian.santos2;Würstchen;1;3.10;3.10;Süd",
+    ]
+    folder = tmp_path / "legacy"
+    folder.mkdir()
+    (folder / "till.csv").write_bytes(("\r\n".join(lines) + "\r\n").encode("cp437"))
+
+    stats = load_csv_folder(
+        folder,
+        warehouse,
+        name="legacy_till",
+        encoding="cp437",
+        delimiter=";",
+        date_format="%d/%m/%Y",
+        columns={
+            "order_id": "Order No",
+            "order_date": "Order Date",
+            "user_id": "Clerk",
+            "product_name": "Article",
+            "quantity": "Qty",
+            "unit_price": "Price",
+            "total_amount": "Amount",
+            "region": "Branch Region",
+        },
+    )
+
+    assert (stats.read, stats.loaded, stats.rejected) == (2, 2, 0)
+    rows = warehouse.query(
+        "select order_id, cast(order_date as varchar), product_name, region, _source_name "
+        "from raw_sales.orders order by order_id"
+    )
+    assert rows == [
+        ("L-1", "2026-01-05", "Café Crème", "Nord", "legacy_till"),
+        ("L-2", "2026-01-06", "Würstchen", "Süd", "legacy_till"),
+    ]
+
+
+def test_a_missing_header_is_a_clear_configuration_error(
+    warehouse: Warehouse, tmp_path: Path
+) -> None:
+    write_csv(tmp_path / "in" / "orders.csv", GOOD_ROWS)
+
+    with pytest.raises(Exception) as caught:
+        load_csv_folder(tmp_path / "in", warehouse, columns={"order_date": "Order Date"})
+
+    assert "'Order Date'" in str(caught.value)
+    assert "column mapping" in str(caught.value)
+
+
+def test_a_missing_folder_says_which(tmp_path: Path) -> None:
+    from loaders.sales.helpers import FileSource
+
+    with pytest.raises(ConfigurationError, match="does not exist"):
+        FileSource.from_config({"name": "x", "path": str(tmp_path / "nope")}).files()
+
+
+@pytest.mark.parametrize("block_size", [64, 1 << 20])
+def test_streaming_blocks_keep_line_numbers(tmp_path: Path, block_size: int) -> None:
+    from loaders.sales.helpers import read_csv_batches
+
+    path = tmp_path / "f.csv"
+    path.write_text("a,b\n1,2\n3,4,5\n\n6,7\n8,9\n")
+    malformed: list[tuple[int, str]] = []
+
+    batches = list(read_csv_batches(path, block_size=block_size, malformed=malformed))
+
+    lines = [line for batch in batches for line in batch.lines.to_pylist()]
+    values = [v for batch in batches for v in batch.table.column("a").to_pylist()]
+    assert list(zip(values, lines, strict=True)) == [("1", 2), ("6", 5), ("8", 6)]
+    assert malformed == [(3, "3,4,5")]
