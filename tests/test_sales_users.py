@@ -1,0 +1,92 @@
+"""The users CSV loader: normalised, unique, roles checked, no plain-text password stored."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from loaders.common.warehouse import Warehouse
+from loaders.registry import existing_user_emails
+from loaders.sales import sales_users
+from loaders.sales.helpers import LoadStats
+from tests.sales_fixtures import load
+
+PASSWORDS = ["Plain-Text-Secret-1", "Plain-Text-Secret-2", "Plain-Text-Secret-3", "Plain-Text-Secret-4"]
+
+
+def write_users(folder: Path, rows: list[tuple[str, str, str, str]], name: str = "users.csv") -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = ["username,email,role,initial_password"] + [",".join(row) for row in rows]
+    (folder / name).write_text("\n".join(lines) + "\n")
+
+
+def run_users(folder: Path, warehouse: Warehouse) -> LoadStats:
+    stats = LoadStats()
+    source = sales_users(
+        users_path=str(folder),
+        roles=["admin", "manager", "sales_rep", "analyst"],
+        existing=existing_user_emails(warehouse),
+        stats=stats,
+    )
+    load(source, "sales_users", warehouse)
+    return stats
+
+
+def all_text(warehouse: Warehouse) -> str:
+    """Every value of every table the warehouse holds, as one string."""
+    tables = warehouse.query(
+        "select table_schema, table_name from information_schema.tables "
+        "where table_schema not in ('information_schema', 'pg_catalog')"
+    )
+    chunks = []
+    for schema, table in tables:
+        for row in warehouse.query(f'select * from "{schema}"."{table}"'):
+            chunks.append(" ".join(str(value) for value in row))
+    return "\n".join(chunks)
+
+
+def test_users_are_normalised_checked_and_never_store_a_plain_password(
+    warehouse: Warehouse, tmp_path: Path
+) -> None:
+    write_users(
+        tmp_path / "users",
+        [
+            ("  Amina.Otieno ", "Amina@Example.ORG ", "Sales_Rep", PASSWORDS[0]),
+            ("brian", "brian@example.org", "superuser", PASSWORDS[1]),  # unknown role
+            ("AMINA.OTIENO", "other@example.org", "analyst", PASSWORDS[2]),  # duplicate username
+            ("chloe", "AMINA@example.org", "analyst", PASSWORDS[3]),  # duplicate email
+            ("david", "david@example.org", "manager", ""),
+        ],
+    )
+
+    stats = run_users(tmp_path / "users", warehouse)
+
+    assert (stats.read, stats.loaded, stats.rejected) == (5, 2, 3)
+    users = warehouse.query(
+        "select username, email, role, password_hash from raw_sales.users order by username"
+    )
+    assert [row[:3] for row in users] == [
+        ("amina.otieno", "amina@example.org", "sales_rep"),
+        ("david", "david@example.org", "manager"),
+    ]
+    assert users[0][3].startswith("$argon2id$")
+    assert users[1][3] is None
+    reasons = [r for (r,) in warehouse.query("select reason from raw_sales.rejected_rows")]
+    assert any("role 'superuser'" in r for r in reasons)
+    assert any("duplicate username" in r for r in reasons)
+    assert any("already belongs to user 'amina.otieno'" in r for r in reasons)
+    everything = all_text(warehouse)
+    for password in PASSWORDS:
+        assert password not in everything
+
+
+def test_an_email_taken_by_an_earlier_import_is_rejected(
+    warehouse: Warehouse, tmp_path: Path
+) -> None:
+    write_users(tmp_path / "users", [("amina", "amina@example.org", "analyst", "")], "a.csv")
+    run_users(tmp_path / "users", warehouse)
+    write_users(tmp_path / "users", [("other", "amina@example.org", "analyst", "")], "b.csv")
+
+    stats = run_users(tmp_path / "users", warehouse)
+
+    assert (stats.read, stats.loaded, stats.rejected) == (1, 0, 1)
+    assert warehouse.query("select username from raw_sales.users") == [("amina",)]
