@@ -44,9 +44,7 @@ def _fail(message: str) -> None:
 def run(
     source: Annotated[
         list[str] | None,
-        typer.Option(
-            "--source", "-s", help="Source or group to load (repeatable); all when omitted."
-        ),
+        typer.Option("--source", "-s", help="Source or group to load (repeatable); all when omitted."),
     ] = None,
     target: TargetOption = None,
     full_refresh: Annotated[
@@ -94,9 +92,9 @@ def status(target: TargetOption = None) -> None:
 
 @app.command()
 def demo(
-    samples: Annotated[
-        Path, typer.Option(help="Where to write the generated sample sources.")
-    ] = ROOT / "data" / "samples",
+    samples: Annotated[Path, typer.Option(help="Where to write the generated sample sources.")] = ROOT
+    / "data"
+    / "samples",
 ) -> None:
     """Generate the sample sources, start the local sales API and run everything into DuckDB."""
     _setup_environment()

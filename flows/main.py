@@ -113,9 +113,7 @@ def _cursor_timestamp(cursor: str | None) -> str | None:
 def _load_detail(stats: LoadStats) -> str:
     parts = []
     if stats.files_loaded or stats.files_skipped:
-        parts.append(
-            f"files loaded {len(stats.files_loaded)}, unchanged {len(stats.files_skipped)}"
-        )
+        parts.append(f"files loaded {len(stats.files_loaded)}, unchanged {len(stats.files_skipped)}")
     if stats.requests:
         parts.append(f"{stats.requests} requests, {stats.http_errors} retried errors")
     if stats.cursor and stats.requests:
@@ -232,18 +230,14 @@ def main_flow(
         if state.is_completed():
             summary.steps.append(state.result())
         else:
-            summary.steps.append(
-                StepOutcome(name=name, status="error", error=_state_error(state))
-            )
+            summary.steps.append(StepOutcome(name=name, status="error", error=_state_error(state)))
 
     built = dbt_build(warehouse, full_refresh)
     summary.steps.append(built)
     if built.status == "success":
         summary.steps.append(check_expectations(warehouse))
     else:
-        summary.steps.append(
-            StepOutcome(name="expectations", status="skipped", detail="dbt build failed")
-        )
+        summary.steps.append(StepOutcome(name="expectations", status="skipped", detail="dbt build failed"))
 
     outcome = audit.SyncRun(sync_type="elt_run", flow_run_id=_flow_run_id())
     outcome.records_processed = sum(step.loaded or 0 for step in summary.steps)

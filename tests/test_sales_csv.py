@@ -29,7 +29,10 @@ def test_changed_file_reloads_without_duplicates(warehouse: Warehouse, tmp_path:
     path = write_csv(tmp_path / "in" / "orders.csv", GOOD_ROWS)
     load_csv_folder(tmp_path / "in", warehouse)
 
-    changed = [*GOOD_ROWS[:2], ("O-2", "2026-01-06", "brian.santos2", "Widget", "3", "4.50", "13.50", "South")]
+    changed = [
+        *GOOD_ROWS[:2],
+        ("O-2", "2026-01-06", "brian.santos2", "Widget", "3", "4.50", "13.50", "South"),
+    ]
     changed.append(("O-3", "2026-01-07", "chloe.reyes3", "Gizmo", "1", "7.25", "7.25", "East"))
     write_csv(path, changed)
     stats = load_csv_folder(tmp_path / "in", warehouse)
@@ -43,9 +46,7 @@ def test_changed_file_reloads_without_duplicates(warehouse: Warehouse, tmp_path:
     assert quantity == [(3,)]
 
 
-def test_an_overlapping_export_replaces_lines_it_shares(
-    warehouse: Warehouse, tmp_path: Path
-) -> None:
+def test_an_overlapping_export_replaces_lines_it_shares(warehouse: Warehouse, tmp_path: Path) -> None:
     write_csv(tmp_path / "in" / "a.csv", GOOD_ROWS)
     load_csv_folder(tmp_path / "in", warehouse)
     overlap = [("O-2", "2026-01-06", "brian.santos2", "Widget", "4", "4.50", "18.00", "South")]
@@ -59,23 +60,67 @@ def test_an_overlapping_export_replaces_lines_it_shares(
 
 
 BAD_ROWS = {
-    "missing required field(s): user_id": ("B-1", "2026-01-05", "", "Widget", "1", "4.50", "4.50", "North"),
-    "quantity is not a whole number": ("B-2", "2026-01-05", "u", "Widget", "1.5", "4.50", "6.75", "North"),
+    "missing required field(s): user_id": (
+        "B-1",
+        "2026-01-05",
+        "",
+        "Widget",
+        "1",
+        "4.50",
+        "4.50",
+        "North",
+    ),
+    "quantity is not a whole number": (
+        "B-2",
+        "2026-01-05",
+        "u",
+        "Widget",
+        "1.5",
+        "4.50",
+        "6.75",
+        "North",
+    ),
     "unit_price is not a number": ("B-3", "2026-01-05", "u", "Widget", "1", "abc", "4.50", "North"),
     "quantity must be positive": ("B-4", "2026-01-05", "u", "Widget", "0", "4.50", "0.00", "North"),
-    "unit_price must be positive": ("B-5", "2026-01-05", "u", "Widget", "1", "-4.50", "-4.50", "North"),
+    "unit_price must be positive": (
+        "B-5",
+        "2026-01-05",
+        "u",
+        "Widget",
+        "1",
+        "-4.50",
+        "-4.50",
+        "North",
+    ),
     "total_amount differs from quantity x unit_price by 0.0200": (
-        "B-6", "2026-01-05", "u", "Widget", "2", "4.50", "9.02", "North",
+        "B-6",
+        "2026-01-05",
+        "u",
+        "Widget",
+        "2",
+        "4.50",
+        "9.02",
+        "North",
     ),
     "order_date does not parse": ("B-7", "2026-02-30", "u", "Widget", "1", "4.50", "4.50", "North"),
-    "duplicate order line": ("O-1", "2026-01-05", "amina.otieno1", "Widget", "2", "4.50", "9.00", "North"),
+    "duplicate order line": (
+        "O-1",
+        "2026-01-05",
+        "amina.otieno1",
+        "Widget",
+        "2",
+        "4.50",
+        "9.00",
+        "North",
+    ),
 }
 
 
-def test_each_kind_of_bad_row_is_quarantined_with_its_reason(
-    warehouse: Warehouse, tmp_path: Path
-) -> None:
-    rows = [*GOOD_ROWS, ("B-8", "2026-01-05", "u", "Widget", "1", "4.50", "4.51", "North")]  # within a cent
+def test_each_kind_of_bad_row_is_quarantined_with_its_reason(warehouse: Warehouse, tmp_path: Path) -> None:
+    rows = [
+        *GOOD_ROWS,
+        ("B-8", "2026-01-05", "u", "Widget", "1", "4.50", "4.51", "North"),
+    ]  # within a cent
     rows += list(BAD_ROWS.values())
     path = write_csv(tmp_path / "in" / "mixed.csv", rows)
     with path.open("a") as fh:
@@ -103,9 +148,7 @@ def test_each_kind_of_bad_row_is_quarantined_with_its_reason(
     assert json.loads(raw[len(GOOD_ROWS) + 3])["order_id"] == "B-1"
 
 
-def test_a_legacy_export_loads_through_configuration_alone(
-    warehouse: Warehouse, tmp_path: Path
-) -> None:
+def test_a_legacy_export_loads_through_configuration_alone(warehouse: Warehouse, tmp_path: Path) -> None:
     header = "Order No;Order Date;Clerk;Article;Qty;Price;Amount;Branch Region"
     lines = [
         header,
@@ -146,9 +189,7 @@ def test_a_legacy_export_loads_through_configuration_alone(
     ]
 
 
-def test_a_missing_header_is_a_clear_configuration_error(
-    warehouse: Warehouse, tmp_path: Path
-) -> None:
+def test_a_missing_header_is_a_clear_configuration_error(warehouse: Warehouse, tmp_path: Path) -> None:
     write_csv(tmp_path / "in" / "orders.csv", GOOD_ROWS)
 
     with pytest.raises(Exception) as caught:

@@ -10,7 +10,12 @@ from loaders.sales import sales_users
 from loaders.sales.helpers import LoadStats
 from tests.sales_fixtures import load
 
-PASSWORDS = ["Plain-Text-Secret-1", "Plain-Text-Secret-2", "Plain-Text-Secret-3", "Plain-Text-Secret-4"]
+PASSWORDS = [
+    "Plain-Text-Secret-1",
+    "Plain-Text-Secret-2",
+    "Plain-Text-Secret-3",
+    "Plain-Text-Secret-4",
+]
 
 
 def write_users(folder: Path, rows: list[tuple[str, str, str, str]], name: str = "users.csv") -> None:
@@ -79,9 +84,7 @@ def test_users_are_normalised_checked_and_never_store_a_plain_password(
         assert password not in everything
 
 
-def test_an_email_taken_by_an_earlier_import_is_rejected(
-    warehouse: Warehouse, tmp_path: Path
-) -> None:
+def test_an_email_taken_by_an_earlier_import_is_rejected(warehouse: Warehouse, tmp_path: Path) -> None:
     write_users(tmp_path / "users", [("amina", "amina@example.org", "analyst", "")], "a.csv")
     run_users(tmp_path / "users", warehouse)
     write_users(tmp_path / "users", [("other", "amina@example.org", "analyst", "")], "b.csv")

@@ -1,7 +1,8 @@
 """The warehouse a run writes to: DuckDB (embedded default) or PostgreSQL.
 
 One set of environment variables feeds dlt's destination, dbt's profile and the expectations:
-``ELT_TARGET``, ``ELT_DUCKDB_PATH`` and ``ELT_PG_HOST``/``PORT``/``USER``/``PASSWORD``/``DATABASE``/``SSLMODE``.
+``ELT_TARGET``, ``ELT_DUCKDB_PATH`` and
+``ELT_PG_HOST``/``PORT``/``USER``/``PASSWORD``/``DATABASE``/``SSLMODE``.
 """
 
 from __future__ import annotations
@@ -131,6 +132,7 @@ class Warehouse:
             assert self.duckdb_path is not None
             self.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
             conn = duckdb.connect(str(self.duckdb_path))
+            conn.begin()  # so that commit and rollback below always have a transaction
         else:
             import psycopg2
 

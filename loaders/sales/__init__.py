@@ -72,9 +72,7 @@ def sales_csv(
     return orders_from_files(sources, stats or LoadStats(), full_refresh)
 
 
-def orders_from_files(
-    sources: Sequence[FileSource], stats: LoadStats, full_refresh: bool = False
-) -> Any:
+def orders_from_files(sources: Sequence[FileSource], stats: LoadStats, full_refresh: bool = False) -> Any:
     @dlt.resource(name="orders", table_name="orders", **ORDERS_HINTS)
     def orders() -> Iterator[Any]:
         state = dlt.current.resource_state()
@@ -141,9 +139,7 @@ def _orders_from_file(
                     reason=reason,
                     rejected_at=loaded_at,
                 )
-                for i, record, reason in zip(
-                    result.rejected_index, records, result.reasons, strict=True
-                )
+                for i, record, reason in zip(result.rejected_index, records, result.reasons, strict=True)
             ]
             yield _quarantine(rows)
     if malformed:
@@ -416,7 +412,7 @@ def sales_users(
                     if reason:
                         shown = {k: v for k, v in row.items() if k is not None}
                         if shown.get("initial_password"):
-                            shown["initial_password"] = "***"
+                            shown["initial_password"] = "***"  # noqa: S105 - the mask, not a password
                         bad.append(
                             rejection(
                                 source_name="sales_users",

@@ -243,9 +243,7 @@ def validate_orders(
     int_ok = _matches(table.column("quantity"), _INTEGER)
     price_ok = _matches(table.column("unit_price"), _DECIMAL)
     total_ok = _matches(table.column("total_amount"), _DECIMAL)
-    dates = pc.strptime(
-        trimmed["order_date"], format=date_format, unit="s", error_is_null=True
-    )
+    dates = pc.strptime(trimmed["order_date"], format=date_format, unit="s", error_is_null=True)
     dates, date_ok = _strict_dates(trimmed["order_date"], dates, date_format)
 
     quantity = pc.cast(pc.if_else(int_ok, trimmed["quantity"], "0"), pa.int64())

@@ -181,7 +181,9 @@ def write_users_csv(path: Path, users: list[str], rng: random.Random) -> None:
         for i, name in enumerate(users):
             role = ROLES[0] if i == 0 else rng.choice(ROLES[1:])
             shown = name.upper() if i % 7 == 0 else name  # normalised on load
-            writer.writerow((f" {shown} ", f"{name}@Example.ORG", role, f"Welcome-{rng.randrange(10**8):08d}"))
+            writer.writerow(
+                (f" {shown} ", f"{name}@Example.ORG", role, f"Welcome-{rng.randrange(10**8):08d}")
+            )
         writer.writerow(("intruder", "intruder@example.org", "superuser", "Welcome-00000000"))
         writer.writerow(("twin", f"{users[1]}@example.org", "analyst", "Welcome-11111111"))
         writer.writerow(("no.email", "not-an-address", "analyst", "Welcome-22222222"))

@@ -1,0 +1,44 @@
+# Each target bootstraps the environment it needs on a fresh machine (uv + the locked packages).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# uv from PATH when present, else the module installed by `bootstrap`.
+UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
+
+.PHONY: help bootstrap demo test lint format bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
+
+bootstrap: $(VENV)/.bootstrapped ## create .venv from uv.lock
+
+$(VENV)/.bootstrapped: pyproject.toml uv.lock
+	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m uv --version >/dev/null 2>&1 \
+		|| $(PYTHON) -m pip install --quiet --disable-pip-version-check uv
+	$(UV) sync --frozen --python $(PYTHON)
+	@touch $@
+
+demo: bootstrap ## run the main flow on DuckDB with generated sample sources
+	$(BIN)/elt demo
+
+test: bootstrap ## every test, on DuckDB and PostgreSQL (a throwaway server unless ELT_TEST_POSTGRES_URL)
+	$(BIN)/pytest
+
+lint: bootstrap ## ruff and sqlfluff (dbt templater)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	ELT_DUCKDB_PATH=$$(mktemp -d)/lint.duckdb $(BIN)/sqlfluff lint models tests/dbt
+
+format: bootstrap ## apply ruff format and sqlfluff fix
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+	ELT_DUCKDB_PATH=$$(mktemp -d)/lint.duckdb $(BIN)/sqlfluff fix models tests/dbt
+
+bench: bootstrap ## benchmarks (see bench/README.md); figures go to bench/results/
+	$(BIN)/python bench/bench_sales_csv_load.py
+
+clean: ## remove the environment, dbt's output and the local warehouse
+	rm -rf $(VENV) target logs data

@@ -1,0 +1,54 @@
+"""The ``elt`` command line: help everywhere, clear one-line errors, status output."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from flows.cli import app
+from loaders.common.warehouse import Warehouse
+
+runner = CliRunner()
+
+
+@pytest.mark.parametrize("command", [[], ["run"], ["demo"], ["status"]])
+def test_every_command_has_help(command: list[str]) -> None:
+    result = runner.invoke(app, [*command, "--help"])
+
+    assert result.exit_code == 0
+    assert "Usage" in result.output
+
+
+def test_an_unknown_source_is_a_one_line_error(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ELT_DUCKDB_PATH", str(tmp_path / "w.duckdb"))
+
+    result = runner.invoke(app, ["run", "--source", "nope", "--target", "duckdb"])
+
+    assert result.exit_code == 1
+    assert "unknown source 'nope'" in result.output
+
+
+def test_an_unknown_target_is_a_one_line_error() -> None:
+    result = runner.invoke(app, ["status", "--target", "oracle"])
+
+    assert result.exit_code == 1
+    assert "unknown target 'oracle'" in result.output
+
+
+def test_status_before_any_run_says_what_to_do(warehouse: Warehouse) -> None:
+    result = runner.invoke(app, ["status", "--target", warehouse.target])
+
+    assert result.exit_code == 1
+    assert "run `elt run`" in result.output
+
+
+def test_a_wrong_postgres_password_does_not_leak(pg_server, monkeypatch: pytest.MonkeyPatch) -> None:
+    for key, value in pg_server.env().items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("ELT_PG_PASSWORD", "not-the-password-xyz")
+
+    result = runner.invoke(app, ["status", "--target", "postgres"])
+
+    assert result.exit_code == 1
+    assert "cannot connect" in result.output
+    assert "not-the-password-xyz" not in result.output

@@ -1,0 +1,171 @@
+"""The main flow end to end on both targets: loads -> dbt build -> expectations -> audit."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from flows.main import RunSummary, run
+from loaders.common.warehouse import Warehouse
+from loaders.sales import samples
+from tests.sales_fixtures import GOOD_ROWS, write_csv
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+MART_COUNTS = {
+    "fct_sales": "select count(*) from marts.fct_sales",
+    "agg_sales_daily_by_region": "select count(*) from marts.agg_sales_daily_by_region",
+    "dim_users": "select count(*) from marts.dim_users",
+    "raw_orders": "select count(*) from raw_sales.orders",
+    "rejected": "select count(*) from raw_sales.rejected_rows",
+}
+
+
+@pytest.fixture
+def sample_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The demo's sample sources in a temporary folder, with the API server running."""
+    generated = samples.generate(tmp_path / "samples")
+    file_sources = json.dumps(
+        [
+            {"name": "shop", "path": str(generated.root / "shop")},
+            {
+                "name": "legacy_till",
+                "path": str(generated.root / "legacy_till"),
+                "encoding": "cp437",
+                "delimiter": ";",
+                "date_format": "%d/%m/%Y",
+                "columns": {
+                    "order_id": "Order No",
+                    "order_date": "Order Date",
+                    "user_id": "Clerk",
+                    "product_name": "Article",
+                    "quantity": "Qty",
+                    "unit_price": "Price",
+                    "total_amount": "Amount",
+                    "region": "Branch Region",
+                },
+            },
+        ]
+    )
+    monkeypatch.setenv("SOURCES__SALES_CSV__FILE_SOURCES", file_sources)
+    monkeypatch.setenv("SOURCES__SALES_USERS__USERS_PATH", str(generated.root / "users"))
+    monkeypatch.setenv("SOURCES__SALES_API__API_KEY", "flow-test-key-1234")
+    monkeypatch.setenv("SOURCES__SALES_API__BACKOFF_FACTOR", "0.05")
+    monkeypatch.setenv("SOURCES__SALES_API__MAX_ATTEMPTS", "2")
+    monkeypatch.setenv("ELT_LOAD_RETRIES", "0")
+    with samples.SalesApiServer(generated.api_records, api_key="flow-test-key-1234") as api:
+        monkeypatch.setenv("SOURCES__SALES_API__BASE_URL", api.base_url)
+        yield generated, api
+
+
+def counts(warehouse: Warehouse) -> dict[str, int]:
+    return {name: int(warehouse.query(sql)[0][0]) for name, sql in MART_COUNTS.items()}
+
+
+def step(summary: RunSummary, name: str):
+    return next(s for s in summary.steps if s.name == name)
+
+
+def test_the_flow_loads_builds_checks_and_a_rerun_changes_nothing(
+    warehouse: Warehouse, sample_sources
+) -> None:
+    first = run(target=warehouse.target)
+
+    assert first.success, [(s.name, s.error) for s in first.steps]
+    for name in ("sales_csv", "sales_api", "sales_users"):
+        outcome = step(first, name)
+        assert outcome.read and outcome.loaded is not None and outcome.rejected
+        assert outcome.loaded + outcome.rejected == outcome.read
+    before = counts(warehouse)
+    assert before["fct_sales"] == step(first, "sales_csv").loaded + step(first, "sales_api").loaded
+    assert before["dim_users"] == step(first, "sales_users").loaded
+
+    second = run(target=warehouse.target)
+
+    assert second.success
+    assert step(second, "sales_csv").read == 0
+    assert step(second, "sales_users").read == 0
+    assert counts(warehouse) == before
+    status = dict(warehouse.query("select sync_type, successful_sync_count from audit.sync_status"))
+    assert (
+        status
+        == {
+            "sales_csv": 2,
+            "sales_api": 2,
+            "sales_users": 2,
+            "dbt_build": 2,
+            "expectations": 2,
+            "elt_run": 1,  # the second run's outcome is recorded after the views were last read
+        }
+        or status["elt_run"] == 2
+    )
+
+
+def test_a_failed_run_is_audited_and_leaves_the_marts_as_they_were(
+    warehouse: Warehouse, sample_sources
+) -> None:
+    generated, api = sample_sources
+    assert run(target=warehouse.target).success
+    marts_before = warehouse.query(
+        "select order_line_id, quantity, total_amount from marts.fct_sales order by 1"
+    )
+    # New API data arrives, but the API breaks mid-run with a truncated page.
+    api.records.extend(
+        line | {"order_id": "NEW-" + line["order_id"]} for line in generated.api_records[-300:]
+    )
+    api.faults.extend([None, "truncated", "truncated"])
+
+    failed = run(sources=["sales_api"], target=warehouse.target, days=400)
+
+    assert not failed.success
+    assert failed.failed == ["sales_api"]
+    assert step(failed, "dbt_build").status == "success"
+    assert (
+        warehouse.query("select order_line_id, quantity, total_amount from marts.fct_sales order by 1")
+        == marts_before
+    )
+    history = warehouse.query(
+        "select status, error_message from audit.sync_history "
+        "where sync_type = 'sales_api' order by finished_at"
+    )
+    assert [status for status, _ in history] == ["success", "error"]
+    assert "JSON" in history[-1][1] or "Expecting" in history[-1][1]
+    status = warehouse.query(
+        "select last_sync_status, last_error_message, failed_sync_count from audit.sync_status "
+        "where sync_type = 'sales_api'"
+    )
+    assert status[0][0] == "error" and status[0][2] == 1
+
+
+def test_a_failing_expectation_fails_the_run_and_says_which(
+    warehouse: Warehouse, sample_sources, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    implausible = (
+        "BIG-1",
+        "2026-01-05",
+        "amina.otieno1",
+        "Widget",
+        "500000",
+        "4.50",
+        "2250000.00",
+        "North",
+    )
+    write_csv(tmp_path / "big" / "big.csv", [*GOOD_ROWS, implausible])
+    monkeypatch.setenv(
+        "SOURCES__SALES_CSV__FILE_SOURCES",
+        json.dumps([{"name": "big", "path": str(tmp_path / "big")}]),
+    )
+
+    summary = run(sources=["sales_csv"], target=warehouse.target)
+
+    assert not summary.success
+    assert summary.failed == ["expectations"]
+    error = step(summary, "expectations").error or ""
+    assert "fct_sales" in error and "expect_column_values_to_be_between" in error
+    assert "total_amount" in error
+    recorded = warehouse.query(
+        "select status, error_message from audit.sync_history where sync_type = 'expectations'"
+    )
+    assert recorded[0][0] == "error" and "fct_sales" in recorded[0][1]
