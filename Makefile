@@ -18,7 +18,7 @@ bootstrap: $(VENV)/.bootstrapped ## create .venv from uv.lock
 $(VENV)/.bootstrapped: pyproject.toml uv.lock
 	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m uv --version >/dev/null 2>&1 \
 		|| $(PYTHON) -m pip install --quiet --disable-pip-version-check uv
-	$(UV) sync --frozen --python $(PYTHON)
+	$(UV) sync --frozen --compile-bytecode --python $(PYTHON)
 	@touch $@
 
 demo: bootstrap ## run the main flow on DuckDB with generated sample sources

@@ -157,13 +157,38 @@ def test_bad_data_fails_naming_suite_and_expectation(warehouse: Warehouse, case:
 
     assert not result.success
     assert result.suites_run == list(MARTS)
-    assert [(f.suite, f.expectation, f.column) for f in result.failures] == [
-        (suite, expectation, column)
-    ], result.message()
+    assert [(f.suite, f.expectation, f.column) for f in result.failures] == [(suite, expectation, column)], (
+        result.message()
+    )
     where = f"({column})" if column else ""
     assert result.message().startswith(f"{suite}: {expectation}{where} failed: ")
     assert detail in result.message()
     assert len(result.message().splitlines()) == 1
+
+
+def test_every_failure_has_its_own_line(warehouse: Warehouse) -> None:
+    create_marts(warehouse)
+    execute(
+        warehouse,
+        "alter table marts.fct_sales drop column region",
+        "delete from marts.agg_sales_daily_by_region",
+        "update marts.dim_users set email = null where username = 'bob'",
+    )
+
+    result = run_expectations(warehouse)
+
+    assert [(f.suite, f.expectation, f.column) for f in result.failures] == [
+        ("fct_sales", "expect_table_columns_to_match_set", None),
+        ("fct_sales", "expect_column_values_to_not_be_null", "region"),
+        ("agg_sales_daily_by_region", "expect_table_row_count_to_be_between", None),
+        ("dim_users", "expect_column_values_to_not_be_null", "email"),
+    ], result.message()
+    lines = result.message().splitlines()
+    assert len(lines) == 4
+    assert "missing columns ['region']" in lines[0]
+    assert 'raised an error: Error: The column "region"' in lines[1]
+    assert "observed 0; expected min_value=1" in lines[2]
+    assert "1 unexpected value(s) of 3 row(s)" in lines[3]
 
 
 def test_missing_mart_is_a_failure(warehouse: Warehouse) -> None:
