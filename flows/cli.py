@@ -99,24 +99,56 @@ def demo(
     """Generate the sample sources, start the local sales API and run everything into DuckDB."""
     _setup_environment()
     from flows.main import run as run_flow
-    from flows.report import print_status, print_summary
+    from flows.main import scoped_env
+    from flows.report import print_row_counts, print_status, print_summary, row_counts
     from loaders.sales import samples as sales_samples
 
     generated = sales_samples.generate(samples / "sales")
     api_key = secrets.token_urlsafe(24)  # a fresh key per demo; never written anywhere
-    os.environ["ELT_TARGET"] = "duckdb"
-    with sales_samples.SalesApiServer(generated.api_records, api_key=api_key) as api:
-        os.environ["SOURCES__SALES_API__BASE_URL"] = api.base_url
-        os.environ["SOURCES__SALES_API__API_KEY"] = api_key
+    with (
+        sales_samples.SalesApiServer(generated.api_records, api_key=api_key) as api,
+        scoped_env(
+            {
+                "ELT_TARGET": "duckdb",
+                "SOURCES__SALES_API__BASE_URL": api.base_url,
+                "SOURCES__SALES_API__API_KEY": api_key,
+                **_sample_paths(samples),
+            }
+        ),
+    ):
         warehouse = Warehouse.from_env("duckdb")
         typer.echo(f"Warehouse: {warehouse.describe()}")
         typer.echo(f"Sample sources: {samples} (sales API on {api.base_url})\n")
+        before = row_counts(warehouse)
         summary = run_flow(None, "duckdb", False, None)
     print_summary(summary)
+    typer.echo("")
+    print_row_counts(before, row_counts(warehouse))
     typer.echo("")
     print_status(warehouse)
     if not summary.success:
         _fail(f"demo failed: {', '.join(summary.failed)}")
+
+
+def _sample_paths(samples: Path) -> dict[str, str]:
+    """Point the CSV sources at the generated samples when they are not in the default folder."""
+    default = ROOT / "data" / "samples"
+    if samples.resolve() == default.resolve():
+        return {}  # .dlt/config.toml already points here
+    import json
+
+    import tomllib
+
+    config = tomllib.loads((ROOT / ".dlt" / "config.toml").read_text())
+    file_sources = config["sources"]["sales_csv"]["file_sources"]
+    for source in file_sources:
+        relative = Path(source["path"]).relative_to("data/samples")
+        source["path"] = str(samples / relative)
+    users = Path(config["sources"]["sales_users"]["users_path"]).relative_to("data/samples")
+    return {
+        "SOURCES__SALES_CSV__FILE_SOURCES": json.dumps(file_sources),
+        "SOURCES__SALES_USERS__USERS_PATH": str(samples / users),
+    }
 
 
 def main() -> None:  # pragma: no cover - console entry point

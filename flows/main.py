@@ -53,7 +53,13 @@ class RunSummary:
 @contextmanager
 def warehouse_env(warehouse: Warehouse) -> Iterator[None]:
     """Point dbt's profile (and anything else reading ELT_*) at ``warehouse`` for the duration."""
-    values = warehouse.env()
+    with scoped_env(warehouse.env()):
+        yield
+
+
+@contextmanager
+def scoped_env(values: dict[str, str]) -> Iterator[None]:
+    """Set environment variables for the duration of the block, then restore them."""
     saved = {key: os.environ.get(key) for key in values}
     os.environ.update(values)
     try:

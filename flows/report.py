@@ -81,3 +81,34 @@ def print_status(warehouse: Warehouse) -> bool:
 
 def _ts(value: Any) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S") if hasattr(value, "strftime") else str(value or "")
+
+
+DEMO_TABLES = (
+    "raw_sales.orders",
+    "raw_sales.users",
+    "raw_sales.rejected_rows",
+    "marts.fct_sales",
+    "marts.agg_sales_daily_by_region",
+    "marts.dim_users",
+)
+
+
+def row_counts(warehouse: Warehouse, tables: tuple[str, ...] = DEMO_TABLES) -> dict[str, int | None]:
+    """Rows per table (None where the table does not exist yet)."""
+    counts: dict[str, int | None] = {}
+    for table in tables:
+        try:
+            counts[table] = int(warehouse.query(f"select count(*) from {table}")[0][0])
+        except Exception:  # not built yet
+            counts[table] = None
+    return counts
+
+
+def print_row_counts(before: dict[str, int | None], after: dict[str, int | None]) -> None:
+    rows = []
+    for table, count in after.items():
+        previous = before.get(table)
+        change = "new" if previous is None else f"{(count or 0) - previous:+d}"
+        rows.append([table, count, change])
+    typer.echo("Warehouse rows:")
+    typer.echo(_table(["table", "rows", "change"], rows))

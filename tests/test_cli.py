@@ -52,3 +52,21 @@ def test_a_wrong_postgres_password_does_not_leak(pg_server, monkeypatch: pytest.
     assert result.exit_code == 1
     assert "cannot connect" in result.output
     assert "not-the-password-xyz" not in result.output
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_demo_twice_loads_nothing_new(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ELT_DUCKDB_PATH", str(tmp_path / "demo.duckdb"))
+    args = ["demo", "--samples", str(tmp_path / "samples")]
+
+    first = runner.invoke(app, args)
+    second = runner.invoke(app, args)
+
+    assert first.exit_code == 0, first.output
+    assert second.exit_code == 0, second.output
+    assert "Run on duckdb: success" in second.output
+    assert "files loaded 0, unchanged 3" in second.output
+    changes = [
+        line.split()[-1] for line in second.output.splitlines() if line.startswith(("raw_sales.", "marts."))
+    ]
+    assert len(changes) == 6 and set(changes) == {"+0"}
