@@ -136,7 +136,6 @@ def _sample_paths(samples: Path) -> dict[str, str]:
     if samples.resolve() == default.resolve():
         return {}  # .dlt/config.toml already points here
     import json
-
     import tomllib
 
     config = tomllib.loads((ROOT / ".dlt" / "config.toml").read_text())
