@@ -34,7 +34,11 @@ class Sync:
 def _sales_csv(stats: LoadStats, options: RunOptions, warehouse: Warehouse) -> Any:
     from loaders.sales import sales_csv
 
-    return sales_csv(stats=stats, full_refresh=options.full_refresh)
+    return sales_csv(
+        stats=stats,
+        full_refresh=options.full_refresh,
+        csv_load_files=warehouse.target == "postgres",
+    )
 
 
 def _sales_api(stats: LoadStats, options: RunOptions, warehouse: Warehouse) -> Any:

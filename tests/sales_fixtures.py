@@ -33,7 +33,9 @@ def load_csv_folder(folder: Path, warehouse: Warehouse, **file_source: Any) -> L
 
     stats = LoadStats()
     spec = {"name": "shop", "path": str(folder)} | file_source
-    load(sales_csv(file_sources=[spec], stats=stats), "sales_csv", warehouse)
+    # PostgreSQL takes the CSV load-file path, as `elt run` does (loaders/registry.py).
+    source = sales_csv(file_sources=[spec], stats=stats, csv_load_files=warehouse.target == "postgres")
+    load(source, "sales_csv", warehouse)
     return stats
 
 

@@ -220,3 +220,56 @@ def test_streaming_blocks_keep_line_numbers(tmp_path: Path, block_size: int) -> 
     values = [v for batch in batches for v in batch.table.column("a").to_pylist()]
     assert list(zip(values, lines, strict=True)) == [("1", 2), ("6", 5), ("8", 6)]
     assert malformed == [(3, "3,4,5")]
+
+
+def test_awkward_text_and_numbers_arrive_exactly(warehouse: Warehouse, tmp_path: Path) -> None:
+    import csv
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    rows = [
+        ("Q-1", "2026-01-05", "o'brien", 'Bolt, "Hex" 5mm', "3", "0.3333", "0.9999", "North, Upper"),
+        ("Q-2", "2026-12-31", "zoë", "Line\\break", "1", "12345678901234.5", "12345678901234.50", "Süd"),
+    ]
+    with (folder / "q.csv").open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(
+            (
+                "order_id",
+                "date",
+                "user_id",
+                "product_name",
+                "quantity",
+                "unit_price",
+                "total_amount",
+                "region",
+            )
+        )
+        writer.writerows(rows)
+
+    stats = load_csv_folder(folder, warehouse)
+
+    assert (stats.loaded, stats.rejected) == (2, 0)
+    loaded = warehouse.query(
+        "select order_id, cast(order_date as varchar), user_id, product_name, quantity, "
+        "cast(unit_price as varchar), cast(total_amount as varchar), region, _source_file, "
+        "_source_line from raw_sales.orders order by order_id"
+    )
+    assert [row[:5] for row in loaded] == [
+        ("Q-1", "2026-01-05", "o'brien", 'Bolt, "Hex" 5mm', 3),
+        ("Q-2", "2026-12-31", "zoë", "Line\\break", 1),
+    ]
+    from decimal import Decimal
+
+    assert [(Decimal(row[5]), Decimal(row[6])) for row in loaded] == [
+        (Decimal("0.3333"), Decimal("0.9999")),
+        (Decimal("12345678901234.5"), Decimal("12345678901234.5")),
+    ]
+    assert [row[7:] for row in loaded] == [("North, Upper", "shop/q.csv", 2), ("Süd", "shop/q.csv", 3)]
+    from datetime import UTC, datetime
+
+    ((count_at, latest_at),) = warehouse.query(
+        "select count(distinct _loaded_at), max(_loaded_at) from raw_sales.orders"
+    )
+    assert count_at == 1
+    assert abs((datetime.now(UTC) - latest_at).total_seconds()) < 600

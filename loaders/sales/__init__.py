@@ -24,6 +24,7 @@ from requests.adapters import HTTPAdapter
 
 from loaders.common.warehouse import ROOT, ConfigurationError, register_secret
 from loaders.sales.helpers import (
+    CsvLoadFiles,
     FileSource,
     LoadStats,
     file_sha256,
@@ -66,13 +67,23 @@ def sales_csv(
     file_sources: list[dict[str, Any]] = dlt.config.value,
     stats: LoadStats | None = None,
     full_refresh: bool = False,
+    csv_load_files: bool = False,
 ) -> Any:
-    """Order lines from folders of CSV exports, one ``[[sources.sales_csv.file_sources]]`` each."""
+    """Order lines from folders of CSV exports, one ``[[sources.sales_csv.file_sources]]`` each.
+
+    With ``csv_load_files`` (PostgreSQL) the good rows are written straight to CSV load files that
+    dlt COPYs as they are; otherwise they are yielded as Arrow tables (Parquet on DuckDB).
+    """
     sources = [FileSource.from_config(raw) for raw in file_sources]
-    return orders_from_files(sources, stats or LoadStats(), full_refresh)
+    return orders_from_files(sources, stats or LoadStats(), full_refresh, csv_load_files)
 
 
-def orders_from_files(sources: Sequence[FileSource], stats: LoadStats, full_refresh: bool = False) -> Any:
+def orders_from_files(
+    sources: Sequence[FileSource],
+    stats: LoadStats,
+    full_refresh: bool = False,
+    csv_load_files: bool = False,
+) -> Any:
     @dlt.resource(name="orders", table_name="orders", **ORDERS_HINTS)
     def orders() -> Iterator[Any]:
         state = dlt.current.resource_state()
@@ -81,16 +92,22 @@ def orders_from_files(sources: Sequence[FileSource], stats: LoadStats, full_refr
         loaded: dict[str, str] = state.setdefault("files", {})
         seen_keys: set[str] = set()
         loaded_at = _now()
-        for source in sources:
-            for path in source.files():
-                file_id = f"{source.name}/{path.name}"
-                digest = file_sha256(path)
-                if loaded.get(file_id) == digest:
-                    stats.files_skipped.append(file_id)
-                    continue
-                yield from _orders_from_file(source, path, file_id, seen_keys, loaded_at, stats)
-                loaded[file_id] = digest
-                stats.files_loaded.append(file_id)
+        with CsvLoadFiles() as load_files:
+            for source in sources:
+                for path in source.files():
+                    file_id = f"{source.name}/{path.name}"
+                    digest = file_sha256(path)
+                    if loaded.get(file_id) == digest:
+                        stats.files_skipped.append(file_id)
+                        continue
+                    for item in _orders_from_file(source, path, file_id, seen_keys, loaded_at, stats):
+                        if csv_load_files and isinstance(item, pa.Table):
+                            yield from load_files.write(item)
+                        else:
+                            yield item
+                    loaded[file_id] = digest
+                    stats.files_loaded.append(file_id)
+            yield from load_files.flush()
         stats.cursor = loaded_at.isoformat()
 
     return orders
