@@ -359,7 +359,7 @@ def _report(
         }
     copy_rate = rates.get("copy")
     labels = {
-        "loader": "project loader (`sales_csv`, Arrow -> csv -> COPY + merge)",
+        "loader": "project loader (`sales_csv`: Arrow -> CSV load files -> COPY + merge)",
         "copy": "raw `COPY FROM STDIN` (baseline)",
         "dlt_default": "dlt default (dicts, `insert_values`, append)",
     }
@@ -405,8 +405,8 @@ def _report(
     if loader_runs:
         keys = ("extract", "normalize", "load", "copy_jobs_wall", "merge_sql")
         names = {
-            "extract": "extract (read the CSV, validate in Arrow, write Parquet)",
-            "normalize": "normalize (Parquet -> csv load files, gzip unless disabled)",
+            "extract": "extract (read the CSV, validate in Arrow, write CSV load files)",
+            "normalize": "normalize (load files are imported as written: nothing to rewrite)",
             "load": "load (whole step)",
             "copy_jobs_wall": "  COPY into the staging dataset (first job start to last job end)",
             "merge_sql": "  merge SQL (delete-insert from staging)",
