@@ -184,9 +184,9 @@ def worker_loader(csv_path: Path, rows: int) -> dict[str, Any]:
     import json
 
     import loaders
+    from loaders.common.quarantine import LoadStats
     from loaders.common.warehouse import Warehouse
     from loaders.registry import RunOptions, run_sync
-    from loaders.sales.helpers import LoadStats
 
     # The same path `elt run --source sales_csv --target postgres` takes, with the file source from
     # the environment as an operator would configure it.

@@ -17,9 +17,9 @@ from prefect.runtime import flow_run
 from prefect.states import Failed, State
 
 from loaders.common import audit
+from loaders.common.quarantine import LoadStats
 from loaders.common.warehouse import ROOT, Warehouse, redact
 from loaders.registry import RunOptions, resolve, run_sync
-from loaders.sales.helpers import LoadStats
 
 
 @dataclass

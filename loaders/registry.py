@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from loaders.common.pipeline import run_source
+from loaders.common.quarantine import LoadStats
 from loaders.common.warehouse import ConfigurationError, Warehouse
-from loaders.sales.helpers import LoadStats
 from loaders.sales.settings import DATASET as SALES_DATASET
 
 

@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from loaders.common.pipeline import run_source
+from loaders.common.quarantine import LoadStats
 from loaders.common.warehouse import Warehouse
-from loaders.sales.helpers import LoadStats
 from loaders.sales.samples import HEADER
 
 GOOD_ROWS = [

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from loaders.common.quarantine import LoadStats
 from loaders.common.warehouse import Warehouse
 from loaders.sales import sales_api
-from loaders.sales.helpers import LoadStats
 from loaders.sales.samples import SalesApiServer, order_lines, plant_bad_rows
 from tests.sales_fixtures import count, load
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from loaders.common.quarantine import LoadStats
 from loaders.common.warehouse import Warehouse
 from loaders.registry import existing_user_emails
 from loaders.sales import sales_users
-from loaders.sales.helpers import LoadStats
 from tests.sales_fixtures import load
 
 PASSWORDS = [

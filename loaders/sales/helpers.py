@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -15,6 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from loaders.common.quarantine import LoadStats, rejected_table, rejection  # noqa: F401 - re-exported
 from loaders.common.warehouse import ROOT, ConfigurationError
 from loaders.sales.settings import (
     CSV_BLOCK_SIZE,
@@ -22,40 +22,11 @@ from loaders.sales.settings import (
     MONEY,
     ORDER_COLUMNS,
     ORDERS_SCHEMA,
-    REJECTED_SCHEMA,
     TOTAL_TOLERANCE,
 )
 
 _INTEGER = r"^\s*[+-]?\d{1,18}\s*$"
 _DECIMAL = r"^\s*[+-]?(\d{1,14}(\.\d{0,4})?|\.\d{1,4})\s*$"
-
-
-@dataclass
-class LoadStats:
-    """Counts for the run summary and the audit: loaded + rejected = read."""
-
-    read: int = 0
-    loaded: int = 0
-    rejected: int = 0
-    files_loaded: list[str] = field(default_factory=list)
-    files_skipped: list[str] = field(default_factory=list)
-    requests: int = 0
-    http_errors: int = 0
-    pages: int = 0
-    cursor: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "read": self.read,
-            "loaded": self.loaded,
-            "rejected": self.rejected,
-            "files_loaded": self.files_loaded,
-            "files_skipped": self.files_skipped,
-            "requests": self.requests,
-            "http_errors": self.http_errors,
-            "pages": self.pages,
-            "cursor": self.cursor,
-        }
 
 
 @dataclass(frozen=True)
@@ -392,42 +363,6 @@ def _reason(i: int, **checks: Any) -> str:
                 f"total_amount differs from quantity x unit_price by {diff:.4f} (more than a cent)"
             )
     return "; ".join(problems)
-
-
-def rejection_id(source_name: str, source_file: str | None, raw_record: str, reason: str) -> str:
-    """Stable id of a rejection, so a record rejected again is not quarantined twice."""
-    text = "\x1f".join([source_name, source_file or "", raw_record, reason])
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def rejected_table(rows: list[dict[str, Any]]) -> pa.Table:
-    """Quarantine rows as an Arrow table of ``REJECTED_SCHEMA``."""
-    return pa.Table.from_pylist(rows, schema=REJECTED_SCHEMA)
-
-
-def rejection(
-    *,
-    source_name: str,
-    locator: str,
-    raw_record: dict[str, Any] | str,
-    reason: str,
-    rejected_at: datetime,
-    source_file: str | None = None,
-    source_line: int | None = None,
-    api_page: int | None = None,
-) -> dict[str, Any]:
-    raw = raw_record if isinstance(raw_record, str) else json.dumps(raw_record, default=str)
-    return {
-        "rejection_id": rejection_id(source_name, source_file, raw, reason),
-        "source_name": source_name,
-        "source_locator": locator,
-        "source_file": source_file,
-        "source_line": source_line,
-        "api_page": api_page,
-        "raw_record": raw,
-        "reason": reason,
-        "rejected_at": rejected_at,
-    }
 
 
 def original_records(table: pa.Table, columns: dict[str, str], index: list[int]) -> list[dict]:

@@ -49,20 +49,6 @@ ORDERS_SCHEMA = pa.schema(
     ]
 )
 
-REJECTED_SCHEMA = pa.schema(
-    [
-        pa.field("rejection_id", pa.string(), nullable=False),
-        ("source_name", pa.string()),
-        ("source_locator", pa.string()),
-        ("source_file", pa.string()),
-        ("source_line", pa.int64()),
-        ("api_page", pa.int64()),
-        ("raw_record", pa.string()),
-        ("reason", pa.string()),
-        ("rejected_at", pa.timestamp("us", tz="UTC")),
-    ]
-)
-
 USER_COLUMNS = ("username", "email", "role", "initial_password")
 DEFAULT_ROLES = ("admin", "manager", "sales_rep", "analyst")
 

@@ -1,0 +1,102 @@
+"""Run statistics and the quarantine: every record read is loaded or rejected with a reason.
+
+Rejected records go to ``rejected_rows`` in the source's raw dataset with where they came from (file
+and line, API page, form and table), the raw record and the reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import pyarrow as pa
+
+REJECTED_SCHEMA = pa.schema(
+    [
+        pa.field("rejection_id", pa.string(), nullable=False),
+        ("source_name", pa.string()),
+        ("source_locator", pa.string()),
+        ("source_file", pa.string()),
+        ("source_line", pa.int64()),
+        ("api_page", pa.int64()),
+        ("raw_record", pa.string()),
+        ("reason", pa.string()),
+        ("rejected_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+
+
+@dataclass
+class LoadStats:
+    """Counts for the run summary and the audit: loaded + rejected = read."""
+
+    read: int = 0
+    loaded: int = 0
+    rejected: int = 0
+    files_loaded: list[str] = field(default_factory=list)
+    files_skipped: list[str] = field(default_factory=list)
+    requests: int = 0
+    http_errors: int = 0
+    pages: int = 0
+    cursor: str | None = None
+    # Parts of a source that are sync types of their own (e.g. a form's repeat tables):
+    # name -> {"processed": n, "rejected": n}
+    parts: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def part(self, name: str, processed: int = 0, rejected: int = 0) -> None:
+        counts = self.parts.setdefault(name, {"processed": 0, "rejected": 0})
+        counts["processed"] += processed
+        counts["rejected"] += rejected
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "read": self.read,
+            "loaded": self.loaded,
+            "rejected": self.rejected,
+            "files_loaded": self.files_loaded,
+            "files_skipped": self.files_skipped,
+            "requests": self.requests,
+            "http_errors": self.http_errors,
+            "pages": self.pages,
+            "cursor": self.cursor,
+            "parts": self.parts,
+        }
+
+
+def rejection_id(source_name: str, source_file: str | None, raw_record: str, reason: str) -> str:
+    """Stable id of a rejection, so a record rejected again is not quarantined twice."""
+    text = "\x1f".join([source_name, source_file or "", raw_record, reason])
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def rejected_table(rows: list[dict[str, Any]]) -> pa.Table:
+    """Quarantine rows as an Arrow table of ``REJECTED_SCHEMA``."""
+    return pa.Table.from_pylist(rows, schema=REJECTED_SCHEMA)
+
+
+def rejection(
+    *,
+    source_name: str,
+    locator: str,
+    raw_record: dict[str, Any] | str,
+    reason: str,
+    rejected_at: datetime,
+    source_file: str | None = None,
+    source_line: int | None = None,
+    api_page: int | None = None,
+) -> dict[str, Any]:
+    raw = raw_record if isinstance(raw_record, str) else json.dumps(raw_record, default=str)
+    return {
+        "rejection_id": rejection_id(source_name, source_file, raw, reason),
+        "source_name": source_name,
+        "source_locator": locator,
+        "source_file": source_file,
+        "source_line": source_line,
+        "api_page": api_page,
+        "raw_record": raw,
+        "reason": reason,
+        "rejected_at": rejected_at,
+    }
