@@ -55,15 +55,40 @@ def _sales_users(stats: LoadStats, options: RunOptions, warehouse: Warehouse) ->
     )
 
 
+def _odk_central(stats: LoadStats, options: RunOptions, warehouse: Warehouse) -> Any:
+    from loaders.odk_central import odk_central
+
+    return odk_central(
+        stats=stats, known_etags=stored_attachment_etags(warehouse), full_refresh=options.full_refresh
+    )
+
+
+def _table_exists(cur: Any, schema: str, table: str) -> bool:
+    cur.execute(
+        "select count(*) from information_schema.tables where table_schema = "
+        f"'{schema}' and table_name = '{table}'"
+    )
+    return bool(cur.fetchone()[0])
+
+
+def stored_attachment_etags(warehouse: Warehouse) -> dict[tuple[str, str, str], str]:
+    """(form, submission, file name) -> ETag of the attachments already stored."""
+    with warehouse.connect() as conn:
+        cur = conn.cursor()
+        if not _table_exists(cur, "raw_odk_central", "attachments"):
+            return {}
+        cur.execute(
+            "select form_id, submission_id, name, etag from raw_odk_central.attachments "
+            "where etag is not null and storage_key is not null"
+        )
+        return {(form, sid, name): etag for form, sid, name, etag in cur.fetchall()}
+
+
 def existing_user_emails(warehouse: Warehouse) -> dict[str, str]:
     """email -> username of the users already loaded (none on a new warehouse)."""
     with warehouse.connect() as conn:
         cur = conn.cursor()
-        cur.execute(
-            "select count(*) from information_schema.tables "
-            "where table_schema = 'raw_sales' and table_name = 'users'"
-        )
-        if not cur.fetchone()[0]:
+        if not _table_exists(cur, "raw_sales", "users"):
             return {}
         cur.execute("select email, username from raw_sales.users")
         return {email: username for email, username in cur.fetchall()}
@@ -75,6 +100,12 @@ SYNCS: dict[str, Sync] = {
         Sync("sales_csv", SALES_DATASET, "sales order lines from CSV export folders", _sales_csv),
         Sync("sales_api", SALES_DATASET, "sales order lines from the sales REST API", _sales_api),
         Sync("sales_users", SALES_DATASET, "users from the bulk users CSV", _sales_users),
+        Sync(
+            "odk_central",
+            "raw_odk_central",
+            "ODK Central submissions, repeat groups and attachments",
+            _odk_central,
+        ),
     )
 }
 GROUPS: dict[str, tuple[str, ...]] = {"sales": ("sales_csv", "sales_api", "sales_users")}

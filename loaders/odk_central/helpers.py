@@ -1,0 +1,243 @@
+"""HTTP details of ODK Central: a session that logs in once and renews itself, OData paging, parsing.
+
+Central's API (getodk/central-backend ``docs/api.yaml``): ``POST /v1/sessions`` gives a bearer token
+with an ``expiresAt``; the OData service of a form lists ``Submissions`` and one table per repeat; data
+documents page with ``@odata.nextLink`` (a ``$skiptoken`` that stays stable while submissions arrive).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import quote
+
+from dlt.sources.helpers.requests import Client
+from requests import Response
+from requests.adapters import HTTPAdapter
+
+from loaders.common.warehouse import register_secret
+
+RENEW_BEFORE = timedelta(minutes=5)  # log in again this long before the token expires (at most)
+
+
+class CentralError(RuntimeError):
+    """Central answered something the loader cannot use; the message says what and where."""
+
+
+@dataclass
+class RequestStats:
+    """Requests made, failed attempts (retried) and logins, for the run summary."""
+
+    requests: int = 0
+    http_errors: int = 0
+    logins: int = 0
+    bytes: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def count(self, *, failed: bool = False, size: int = 0) -> None:
+        with self._lock:
+            self.requests += 1
+            self.http_errors += int(failed)
+            self.bytes += size
+
+
+class _CountingAdapter(HTTPAdapter):
+    def __init__(self, stats: RequestStats, pool_maxsize: int) -> None:
+        super().__init__(pool_maxsize=pool_maxsize)
+        self.stats = stats
+
+    def send(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            response = super().send(request, *args, **kwargs)
+        except Exception:
+            self.stats.count(failed=True)
+            raise
+        self.stats.count(failed=response.status_code == 429 or response.status_code >= 500)
+        return response
+
+
+class CentralSession:
+    """A logged-in client for one Central server.
+
+    Logs in with ``POST /v1/sessions``, reuses the token, logs in again shortly before it expires,
+    and once more when Central answers 401 (a revoked or expired session); a second 401 fails.
+    Retries (429, 5xx, timeouts) are dlt's, with exponential backoff honouring ``Retry-After``.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        username: str,
+        password: str,
+        *,
+        request_timeout: float = 60.0,
+        max_attempts: int = 5,
+        backoff_factor: float = 1.0,
+        max_retry_delay: float = 60.0,
+        pool_size: int = 8,
+        stats: RequestStats | None = None,
+    ) -> None:
+        register_secret(password)
+        self.base_url = base_url.rstrip("/")
+        self.api_url = self.base_url if self.base_url.endswith("/v1") else self.base_url + "/v1"
+        self._username = username
+        self._password = password
+        self.stats = stats or RequestStats()
+        client = Client(
+            request_timeout=request_timeout,
+            request_max_attempts=max_attempts,
+            request_backoff_factor=backoff_factor,
+            request_max_retry_delay=max_retry_delay,
+            raise_for_status=False,
+        )
+        self._client = client
+        adapter = _CountingAdapter(self.stats, pool_size)
+        self._adapter = adapter
+        self._token: str | None = None
+        self._expires_at: datetime | None = None
+        self._lifetime = timedelta(hours=24)
+        self._login_lock = threading.Lock()
+
+    @property
+    def _session(self) -> Any:
+        session = self._client.session  # one per thread (dlt's client keeps them thread-local)
+        if session.get_adapter("http://") is not self._adapter:
+            session.mount("http://", self._adapter)
+            session.mount("https://", self._adapter)
+        return session
+
+    def login(self) -> None:
+        with self._login_lock:
+            response = self._session.post(
+                f"{self.api_url}/sessions",
+                json={"email": self._username, "password": self._password},
+            )
+            self.stats.logins += 1
+            if response.status_code != 200:
+                raise CentralError(
+                    f"ODK Central login as {self._username!r} failed: HTTP {response.status_code} "
+                    f"{_problem(response)}; check sources.odk_central credentials"
+                )
+            body = _json(response, "POST /v1/sessions")
+            self._token = body["token"]
+            register_secret(self._token)
+            self._expires_at = _parse_time(body.get("expiresAt")) or (datetime.now(UTC) + timedelta(hours=24))
+
+    def _ensure_token(self) -> str:
+        if (
+            self._token is None
+            or self._expires_at is None
+            or datetime.now(UTC) >= self._expires_at - min(RENEW_BEFORE, self._lifetime / 10)
+        ):
+            self.login()
+        assert self._token is not None
+        return self._token
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+        expected: tuple[int, ...] = (200,),
+    ) -> Response:
+        """An authenticated request; a 401 leads to one new login and one more try."""
+        url = url if url.startswith("http") else f"{self.api_url}/{url.lstrip('/')}"
+        for attempt in range(2):
+            token = self._ensure_token()
+            response = self._session.request(
+                method,
+                url,
+                params=params,
+                headers={**(headers or {}), "Authorization": f"Bearer {token}"},
+            )
+            if response.status_code == 401 and attempt == 0:
+                with self._login_lock:
+                    if self._token == token:  # no other thread logged in meanwhile
+                        self._token = None
+                continue
+            if response.status_code not in expected:
+                raise CentralError(
+                    f"ODK Central {method} {_path(url)}: HTTP {response.status_code} {_problem(response)}"
+                )
+            return response
+        raise CentralError(f"ODK Central {method} {_path(url)}: still 401 after logging in again")
+
+    def get_json(self, url: str, params: dict[str, Any] | None = None) -> Any:
+        response = self.request("GET", url, params=params)
+        return _json(response, f"GET {_path(url)}")
+
+    def odata_url(self, project_id: int, xml_form_id: str) -> str:
+        return f"{self.api_url}/projects/{project_id}/forms/{quote(xml_form_id, safe='')}.svc"
+
+    def paginate(self, url: str, params: dict[str, Any] | None = None) -> Iterator[list[dict[str, Any]]]:
+        """Pages of an OData data document, following ``@odata.nextLink`` exactly as given."""
+        page = self.get_json(url, params)
+        while True:
+            if not isinstance(page, dict) or not isinstance(page.get("value"), list):
+                raise CentralError(f"ODK Central GET {_path(url)}: not an OData data document")
+            yield page["value"]
+            next_link = page.get("@odata.nextLink")
+            if not next_link:
+                return
+            page = self.get_json(next_link)
+
+    def close(self) -> None:
+        """Log out (``DELETE /v1/sessions/current``) so the token does not outlive the run."""
+        if self._token:
+            # Logging out is a courtesy: the token expires anyway.
+            with contextlib.suppress(Exception):
+                self._session.delete(
+                    f"{self.api_url}/sessions/current",
+                    headers={"Authorization": f"Bearer {self._token}"},
+                )
+            self._token = None
+
+
+def _path(url: str) -> str:
+    """A URL without scheme, host or query, for messages (no tokens are ever in URLs)."""
+    from urllib.parse import urlparse
+
+    return urlparse(url).path
+
+
+def _problem(response: Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    if isinstance(body, dict) and "message" in body:
+        return f"({body.get('code')}: {body['message']})"
+    return ""
+
+
+def _json(response: Response, where: str) -> Any:
+    """Parse a body strictly: a truncated or invalid page fails the run rather than loading half."""
+    try:
+        return json.loads(response.content)
+    except ValueError as exc:
+        raise CentralError(
+            f"ODK Central {where}: invalid JSON ({exc.msg} at byte {exc.pos} of {len(response.content)})"
+        ) from None
+
+
+def _parse_time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def odata_time(moment: datetime) -> str:
+    """An ISO timestamp as Central's $filter takes it (UTC, milliseconds, Z)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def parse_time(text: str | None) -> datetime | None:
+    """Central's timestamps (``2026-01-05T07:30:00.000Z``) as aware datetimes."""
+    return _parse_time(text)
