@@ -130,6 +130,46 @@ def demo(
         _fail(f"demo failed: {', '.join(summary.failed)}")
 
 
+state_app = typer.Typer(help="Inspect and seed the sources' incremental state.", no_args_is_help=True)
+app.add_typer(state_app, name="state")
+
+
+@state_app.command("set-cursor")
+def set_cursor(
+    source: Annotated[str, typer.Argument(help="The source: odk_central.")],
+    form: Annotated[str, typer.Option("--form", help="The form (xml_form_id) whose cursor to set.")],
+    from_file: Annotated[
+        Path | None,
+        typer.Option("--from-file", help="A file holding the timestamp, e.g. the old last_sync.txt."),
+    ] = None,
+    timestamp: Annotated[str | None, typer.Option("--timestamp", help="An ISO 8601 timestamp.")] = None,
+    target: TargetOption = None,
+) -> None:
+    """Seed a form's cursor so a team switching over does not download everything again."""
+    _setup_environment()
+    from loaders.common.state import parse_cursor, read_cursor_file, set_resource_cursor
+
+    if source != "odk_central":
+        _fail(f"set-cursor supports odk_central, not {source!r}")
+    if (from_file is None) == (timestamp is None):
+        _fail("give exactly one of --from-file and --timestamp")
+    try:
+        moment = read_cursor_file(from_file) if from_file else parse_cursor(timestamp or "")
+        warehouse = Warehouse.from_env(target)
+        set_resource_cursor(
+            warehouse,
+            pipeline_name="odk_central",
+            dataset_name="raw_odk_central",
+            source_name="odk_central",
+            resource_name=form,
+            values={"cursor": moment.isoformat(), "recent": {}},
+        )
+    except ConfigurationError as exc:
+        _fail(str(exc))
+        return
+    typer.echo(f"odk_central {form}: cursor set to {moment.isoformat()} in {warehouse.describe()}")
+
+
 def _sample_paths(samples: Path) -> dict[str, str]:
     """Point the CSV sources at the generated samples when they are not in the default folder."""
     default = ROOT / "data" / "samples"

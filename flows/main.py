@@ -168,8 +168,7 @@ def available_dbt_sources(warehouse: Warehouse) -> list[str]:
     schemas = sorted({sync.dataset for sync in SYNCS.values()}) + ["audit"]
     placeholders = ", ".join([warehouse.paramstyle] * len(schemas))
     rows = warehouse.query(
-        "select distinct table_schema from information_schema.tables "
-        f"where table_schema in ({placeholders})",
+        f"select distinct table_schema from information_schema.tables where table_schema in ({placeholders})",
         tuple(schemas),
     )
     present = {schema for (schema,) in rows}

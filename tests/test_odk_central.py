@@ -161,3 +161,159 @@ def test_nested_repeats_land_with_their_parent_links(warehouse: Warehouse, tmp_p
     for _row_id, parent_id, link, submission_id in rows:
         assert link == "__Submissions-household-member-id"
         assert members[parent_id] == submission_id
+
+
+def test_the_cursor_imported_from_last_sync_txt_is_where_loading_resumes(
+    warehouse: Warehouse, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+    from loaders.common.state import get_resource_state
+
+    with central() as server:
+        sample = samples.populate(server, n=40, edit_share=0, delete_share=0, review_share=0)
+        middle = server.get_submission("rental_survey", sample.instance_ids[19])["__system"]["submissionDate"]
+        (tmp_path / "last_sync.txt").write_text(middle + "\n")
+
+        result = CliRunner().invoke(
+            app,
+            [
+                "state",
+                "set-cursor",
+                "odk_central",
+                "--form",
+                "rental_survey",
+                "--from-file",
+                str(tmp_path / "last_sync.txt"),
+                "--target",
+                warehouse.target,
+            ],
+        )
+        assert result.exit_code == 0, result.output
+        state = get_resource_state(
+            warehouse,
+            pipeline_name="odk_central",
+            dataset_name="raw_odk_central",
+            source_name="odk_central",
+            resource_name="rental_survey",
+        )
+        stats = load_odk(server, warehouse, tmp_path / "files", overlap_seconds=0)
+
+    assert state["cursor"].startswith(middle[:19])
+    assert stats.parts["odk_central.rental_survey.submissions"]["processed"] == 20
+    assert count(warehouse, SUBMISSIONS) == 20
+
+
+def test_a_bad_cursor_file_is_a_clear_error(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    (tmp_path / "last_sync.txt").write_text("yesterday-ish\n")
+
+    result = CliRunner().invoke(
+        app,
+        ["state", "set-cursor", "odk_central", "--form", "f", "--from-file", str(tmp_path / "last_sync.txt")],
+    )
+
+    assert result.exit_code == 1
+    assert "not an ISO 8601 timestamp" in result.output
+
+
+def test_5xx_and_timeouts_are_retried_with_backoff(warehouse: Warehouse, tmp_path: Path) -> None:
+    with central(fault_sleep_seconds=2.0) as server:
+        sample = samples.populate(server, n=30, edit_share=0, delete_share=0, review_share=0)
+        server.faults.extend([None, 500, 503, "timeout"])  # after the login: a page fails three ways
+        stats = load_odk(server, warehouse, tmp_path / "files", request_timeout=0.5, page_size=10)
+        statuses = [r.fault for r in server.requests[:5]]
+
+    assert statuses[1:4] == [500, 503, "timeout"]
+    assert stats.http_errors == 3
+    assert count(warehouse, SUBMISSIONS) == len(sample.instance_ids)
+
+
+@pytest.mark.parametrize("fault", ["truncated", "invalid_json"])
+def test_a_broken_page_fails_cleanly_and_keeps_the_cursor(
+    warehouse: Warehouse, tmp_path: Path, fault: str
+) -> None:
+    from loaders.common.state import get_resource_state
+
+    with central() as server:
+        sample = samples.populate(server, n=30, edit_share=0, delete_share=0, review_share=0)
+        load_odk(server, warehouse, tmp_path / "files", page_size=10)
+        state_before = get_resource_state(
+            warehouse,
+            pipeline_name="odk_central",
+            dataset_name="raw_odk_central",
+            source_name="odk_central",
+            resource_name="rental_survey",
+        )
+        for ident in sample.instance_ids[:25]:
+            server.set_review_state("rental_survey", ident, "approved")
+        server.faults.extend([None, None, fault])  # login, page 1, then page 2 breaks
+        with pytest.raises(Exception, match="invalid JSON"):
+            load_odk(server, warehouse, tmp_path / "files", page_size=10)
+        state_after = get_resource_state(
+            warehouse,
+            pipeline_name="odk_central",
+            dataset_name="raw_odk_central",
+            source_name="odk_central",
+            resource_name="rental_survey",
+        )
+        approved_after_failure = count(
+            warehouse, "select count(*) from raw_odk_central.submissions where review_state = 'approved'"
+        )
+        load_odk(server, warehouse, tmp_path / "files", page_size=10)
+
+    assert state_after["cursor"] == state_before["cursor"]
+    assert approved_after_failure == 0  # page 1 was read but nothing of the failed run is visible
+    assert (
+        count(warehouse, "select count(*) from raw_odk_central.submissions where review_state = 'approved'")
+        == 25
+    )
+
+
+def test_paging_follows_next_links_while_submissions_arrive() -> None:
+    import random
+
+    from loaders.odk_central.helpers import CentralSession
+    from tests.odk_fixtures import EMAIL, PASSWORD
+
+    with central() as server:
+        sample = samples.populate(server, n=45, edit_share=0, delete_share=0, review_share=0)
+        session = CentralSession(server.base_url, EMAIL, PASSWORD)
+        url = session.odata_url(server.project_id, "rental_survey") + "/Submissions"
+        seen: list[str] = []
+        rng = random.Random(5)
+        for page in session.paginate(url, {"$top": 10}):
+            seen += [row["__id"] for row in page]
+            for i in range(3):  # new submissions arrive while we page
+                server.add_submission("rental_survey", samples.rental_record(rng, 1000 + len(seen) + i)[0])
+
+    assert len(seen) == len(set(seen))
+    assert set(sample.instance_ids) <= set(seen)
+
+
+def test_unchanged_attachments_are_not_downloaded_again(warehouse: Warehouse, tmp_path: Path) -> None:
+    with central() as server:
+        sample = samples.populate(server, n=12, edit_share=0, delete_share=0, review_share=0)
+        first = load_odk(server, warehouse, tmp_path / "files")
+        for ident in sample.instance_ids[:4]:  # changes that keep the photo
+            server.set_review_state("rental_survey", ident, "hasIssues")
+        before = len(server.requests)
+        load_odk(server, warehouse, tmp_path / "files")
+        requests = server.requests[before:]
+
+    bodies = [r for r in requests if "/attachments/" in r.path and r.status == 200]
+    not_modified = [r for r in requests if "/attachments/" in r.path and r.status == 304]
+    assert bodies == []
+    assert len(not_modified) == 4
+    stored = warehouse.query(
+        "select storage_key, size_bytes, sha256 from raw_odk_central.attachments "
+        "where storage_key is not null"
+    )
+    assert len(stored) == len(first.files_loaded) > 0
+    for key, size, _sha in stored:
+        assert (tmp_path / "files" / key).stat().st_size == size
+    assert not any("http" in str(value) for row in stored for value in row)
