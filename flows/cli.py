@@ -103,22 +103,35 @@ def demo(
     from flows.report import print_row_counts, print_status, print_summary, row_counts
     from loaders.sales import samples as sales_samples
 
+    from loaders.odk_central import fake_central
+    from loaders.odk_central import samples as odk_samples
+
     generated = sales_samples.generate(samples / "sales")
-    api_key = secrets.token_urlsafe(24)  # a fresh key per demo; never written anywhere
+    api_key = secrets.token_urlsafe(24)  # fresh secrets per demo; never written anywhere
+    odk_user, odk_password = "demo@example.org", secrets.token_urlsafe(16)
+    central = fake_central.FakeCentral(users={odk_user: odk_password}, start_time=odk_samples.DEMO_CLOCK)
     with (
         sales_samples.SalesApiServer(generated.api_records, api_key=api_key) as api,
+        central,
         scoped_env(
             {
                 "ELT_TARGET": "duckdb",
                 "SOURCES__SALES_API__BASE_URL": api.base_url,
                 "SOURCES__SALES_API__API_KEY": api_key,
+                "SOURCES__ODK_CENTRAL__BASE_URL": central.base_url,
+                "SOURCES__ODK_CENTRAL__USERNAME": odk_user,
+                "SOURCES__ODK_CENTRAL__PASSWORD": odk_password,
                 **_sample_paths(samples),
             }
         ),
     ):
+        odk_samples.populate(central, n=300)
         warehouse = Warehouse.from_env("duckdb")
         typer.echo(f"Warehouse: {warehouse.describe()}")
-        typer.echo(f"Sample sources: {samples} (sales API on {api.base_url})\n")
+        typer.echo(
+            f"Sample sources: {samples} (sales API on {api.base_url}, "
+            f"ODK Central stand-in on {central.base_url})\n"
+        )
         before = row_counts(warehouse)
         summary = run_flow(None, "duckdb", False, None)
     print_summary(summary)

@@ -140,7 +140,10 @@ def _cursor_timestamp(cursor: str | None) -> str | None:
 
 def _load_detail(stats: LoadStats) -> str:
     parts = []
-    if stats.files_loaded or stats.files_skipped:
+    downloads = any(name.endswith(".attachments") for name in stats.parts)
+    if downloads:
+        parts.append(f"{len(stats.files_loaded)} attachments downloaded")
+    elif stats.files_loaded or stats.files_skipped:
         parts.append(f"files loaded {len(stats.files_loaded)}, unchanged {len(stats.files_skipped)}")
     if stats.requests:
         parts.append(f"{stats.requests} requests, {stats.http_errors} retried errors")

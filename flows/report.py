@@ -90,6 +90,10 @@ DEMO_TABLES = (
     "marts.fct_sales",
     "marts.agg_sales_daily_by_region",
     "marts.dim_users",
+    "raw_odk_central.submissions",
+    "raw_odk_central.rental_survey__person_details",
+    "raw_odk_central.attachments",
+    "marts.fct_rental_submissions_unified",
 )
 
 

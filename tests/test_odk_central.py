@@ -317,3 +317,24 @@ def test_unchanged_attachments_are_not_downloaded_again(warehouse: Warehouse, tm
     for key, size, _sha in stored:
         assert (tmp_path / "files" / key).stat().st_size == size
     assert not any("http" in str(value) for row in stored for value in row)
+
+
+def test_an_expired_session_leads_to_one_new_login_not_a_failure() -> None:
+    from loaders.odk_central.helpers import CentralSession
+    from tests.odk_fixtures import EMAIL, PASSWORD
+
+    with central(start_time=samples.DEMO_CLOCK, token_ttl_seconds=3600) as server:
+        samples.populate(server, n=5, edit_share=0, delete_share=0, review_share=0)
+        session = CentralSession(server.base_url, EMAIL, PASSWORD)
+        url = session.odata_url(server.project_id, "rental_survey") + "/Submissions"
+        first = session.get_json(url)
+        server.advance(7200)  # Central's clock passes the token's expiry
+        second = session.get_json(url)
+        server.revoke_sessions()  # and an administrator revokes every session
+        third = session.get_json(url)
+        statuses = [(r.method, r.status) for r in server.requests]
+
+    assert first == second == third
+    assert session.stats.logins == 3
+    assert statuses.count(("GET", 401)) == 2
+    assert statuses.count(("POST", 200)) == 3

@@ -255,7 +255,12 @@ def _form_resource(session: CentralSession, settings: _Settings, config: FormCon
             )
 
         # 4. Attachments of changed submissions that have files, new or changed files only.
-        with_files = [sid for sid, system in run.changed.items() if system.get("attachmentsPresent")]
+        # Expected files too: a file not uploaded yet gets a row saying so (exists = false).
+        with_files = [
+            sid
+            for sid, system in run.changed.items()
+            if system.get("attachmentsPresent") or system.get("attachmentsExpected")
+        ]
         if with_files:
             yield from _attachments(session, settings, form_id, with_files, run, loaded_at, stats)
 

@@ -126,7 +126,11 @@ class CentralSession:
             body = _json(response, "POST /v1/sessions")
             self._token = body["token"]
             register_secret(self._token)
-            self._expires_at = _parse_time(body.get("expiresAt")) or (datetime.now(UTC) + timedelta(hours=24))
+            # Central's clock may differ from ours: keep the lifetime it granted, counted from now.
+            created = _parse_time(body.get("createdAt"))
+            expires = _parse_time(body.get("expiresAt"))
+            self._lifetime = (expires - created) if created and expires else timedelta(hours=24)
+            self._expires_at = datetime.now(UTC) + self._lifetime
 
     def _ensure_token(self) -> str:
         if (

@@ -1,0 +1,318 @@
+"""Submission attachments: download from ODK Central into object storage, only when new or changed.
+
+Central lists a submission's files with ``GET .../submissions/{instanceId}/attachments``
+(``[{"name", "exists"}]``; ``exists`` is false while a file is expected but not uploaded yet) and serves
+each with ``GET .../attachments/{filename}``, with an ``ETag`` and ``304 Not Modified`` for a matching
+``If-None-Match``. Files go to fsspec storage (a local folder by default, ``s3://...`` or any fsspec URL)
+under ``<project>/<form>/<instance>/<file name>``; the warehouse keeps the key, size, SHA-256, type and
+ETag of each file, never a URL (links are built at query time: ``macros/attachment_url.sql``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import uuid
+from collections.abc import Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from fsspec.core import url_to_fs
+
+from loaders.common.warehouse import ROOT
+
+from .helpers import CentralSession
+
+ATTACHMENT_COLUMNS = (
+    "form_id",
+    "submission_id",
+    "name",
+    "field_name",
+    "exists",
+    "storage_key",
+    "size_bytes",
+    "sha256",
+    "content_type",
+    "etag",
+    "downloaded_at",
+)
+_UNSAFE = re.compile(r"[/\\#?%\x00-\x1f\x7f]")  # path separators, URL delimiters, control characters
+
+
+class AttachmentError(RuntimeError):
+    """An attachment could not be listed, downloaded or stored; the message names the submission and file."""
+
+
+class AttachmentStore:
+    """Object storage through fsspec: a local folder by default, ``s3://...`` or any fsspec URL.
+
+    ``storage_options`` go to the filesystem (``key``/``secret``/``endpoint_url`` for s3fs, ...). A relative
+    local path is relative to the project root, so ``data/attachments`` means the same folder from any
+    working directory.
+    """
+
+    def __init__(self, url: str, **storage_options: Any) -> None:
+        if not url:
+            raise ValueError("attachment storage URL is empty; set sources.odk_central.attachments_storage")
+        if "://" not in url and not Path(url).is_absolute():
+            url = str(ROOT / url)
+        try:
+            self.fs, root = url_to_fs(url, **storage_options)
+        except (ImportError, ValueError) as exc:
+            raise AttachmentError(
+                f"cannot open attachment storage {url!r}: {exc}; install the filesystem's package "
+                "(s3fs for s3://, gcsfs for gs://) or fix sources.odk_central.attachments_storage"
+            ) from exc
+        self.url = url
+        self.root = root.rstrip("/")
+        self.is_local = "file" in _protocols(self.fs)
+
+    def __repr__(self) -> str:
+        return f"AttachmentStore({self.url!r})"
+
+    @staticmethod
+    def key(project_id: int, form_id: str, instance_id: str, name: str) -> str:
+        """``<project>/<form>/<instance>/<file name>``, each part made safe: no ``/`` or ``\\``, no
+        ``.``/``..`` part, no ``#``, ``?`` or ``%`` (the key is appended to a public base URL), no control
+        characters; ``uuid:...`` instance IDs are kept as they are."""
+        return "/".join(_safe_part(str(part)) for part in (project_id, form_id, instance_id, name))
+
+    def path(self, key: str) -> str:
+        """The filesystem path of a key (keys come from ``key``; a stray ``..`` is refused)."""
+        parts = key.split("/")
+        if not key or any(part in ("", ".", "..") for part in parts):
+            raise ValueError(f"invalid attachment storage key {key!r}")
+        return f"{self.root}/{key}" if self.root else key
+
+    def put(self, key: str, content: bytes) -> None:
+        """Store ``content`` under ``key``. Locally the file is written next to its place and renamed, so a
+        reader never sees half a file; object stores replace an object in one PUT."""
+        path = self.path(key)
+        if not self.is_local:
+            self.fs.pipe_file(path, content)
+            return
+        folder, name = os.path.split(path)
+        os.makedirs(folder, exist_ok=True)
+        temporary = os.path.join(folder, f".{name}.{uuid.uuid4().hex}.partial")
+        # os.open rather than mkstemp: the file gets the umask's permissions (mkstemp's are 0600, which a
+        # web server serving the folder under another user could not read)
+        handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        try:
+            with os.fdopen(handle, "wb") as file:
+                file.write(content)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temporary, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary)
+            raise
+
+    def exists(self, key: str) -> bool:
+        return bool(self.fs.exists(self.path(key)))
+
+    def open(self, key: str) -> bytes:
+        """The stored bytes of ``key``."""
+        return bytes(self.fs.cat_file(self.path(key)))
+
+    def signed_url(self, key: str, expires_seconds: int = 3600) -> str:
+        """A time-limited link to the object (s3, gcs and other filesystems that sign URLs); a ``file://``
+        URL for local storage."""
+        path = self.path(key)
+        if self.is_local:
+            return Path(path).as_uri()
+        try:
+            return str(self.fs.sign(path, expiration=expires_seconds))
+        except NotImplementedError:
+            raise AttachmentError(
+                f"attachment storage {self.url!r} ({type(self.fs).__name__}) cannot sign URLs; use s3:// or "
+                "gs:// storage, or build public links with the attachment_url dbt macro "
+                "(var attachments_public_base_url)"
+            ) from None
+
+
+@dataclass
+class AttachmentResult:
+    """Rows for new, changed and not-yet-uploaded files (unchanged ones keep their stored row), and counts.
+
+    ``listed`` = files Central listed; ``downloaded`` + ``not_modified`` + ``missing`` = ``listed``;
+    ``bytes`` = bytes downloaded."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    listed: int = 0
+    downloaded: int = 0
+    not_modified: int = 0
+    missing: int = 0
+    bytes: int = 0
+
+
+def sync_attachments(
+    session: CentralSession,
+    project_id: int,
+    form_id: str,
+    submissions: Sequence[tuple[str, str | None]],
+    store: AttachmentStore,
+    known: Mapping[tuple[str, str], str],
+    workers: int = 4,
+    field_names: Mapping[str, str] | None = None,
+) -> AttachmentResult:
+    """List the attachments of ``submissions`` (``(submission_id, instance_id)``: ``__id`` and the current
+    version's ``meta/instanceID``, which names the storage folder; None means ``__id``) and download the
+    files that are new or changed into ``store``.
+
+    ``known`` maps ``(submission_id, file name)`` to the ETag of the stored copy: those files are asked for
+    with ``If-None-Match`` and a ``304`` skips them (no row: the stored row stays as it is). Downloaded files
+    and files Central expects but does not have yet (``exists: false``, a row without a key) get a row.
+    ``workers`` requests run at a time. Any failure stops the call with an ``AttachmentError`` naming the
+    submission and file; files already stored are complete, and a re-run fetches whatever was not recorded.
+    """
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
+    fields = field_names or {}
+    form_url = f"{session.api_url}/projects/{int(project_id)}/forms/{quote(form_id, safe='')}/submissions"
+    wanted = dict(submissions)  # one entry per submission, in the order given
+    order = {submission_id: index for index, submission_id in enumerate(wanted)}
+    result = AttachmentResult()
+
+    def list_files(submission_id: str) -> list[tuple[str, bool]]:
+        url = f"{form_url}/{quote(submission_id, safe='')}/attachments"
+        try:
+            listing = session.get_json(url)
+        except Exception as exc:
+            raise AttachmentError(
+                f"listing the attachments of submission {submission_id!r} of form {form_id!r} failed: {exc}"
+            ) from exc
+        if not isinstance(listing, list) or not all(
+            isinstance(entry, dict) and isinstance(entry.get("name"), str) for entry in listing
+        ):
+            raise AttachmentError(
+                f"listing the attachments of submission {submission_id!r} of form {form_id!r}: "
+                f"expected a list of {{name, exists}}, got {str(listing)[:200]!r}"
+            )
+        return [(entry["name"], bool(entry.get("exists"))) for entry in listing]
+
+    def download(submission_id: str, instance_id: str, name: str) -> dict[str, Any] | None:
+        url = f"{form_url}/{quote(submission_id, safe='')}/attachments/{quote(name, safe='')}"
+        etag = known.get((submission_id, name))
+        headers = {"If-None-Match": _quoted(etag)} if etag else None
+        try:
+            response = session.request("GET", url, headers=headers, expected=(200, 304))
+            if response.status_code == 304:
+                if not etag:
+                    raise AttachmentError("HTTP 304 to a request without If-None-Match")
+                return None
+            content = response.content
+            key = AttachmentStore.key(project_id, form_id, instance_id, name)
+            store.put(key, content)
+        except Exception as exc:
+            raise AttachmentError(
+                f"attachment {name!r} of submission {submission_id!r} of form {form_id!r} failed: {exc}"
+            ) from exc
+        return _row(
+            form_id,
+            submission_id,
+            name,
+            fields.get(name),
+            key=key,
+            size_bytes=len(content),
+            sha256=hashlib.sha256(content).hexdigest(),
+            content_type=_media_type(response.headers.get("Content-Type")),
+            etag=_unquoted(response.headers.get("ETag")),
+            downloaded_at=datetime.now(UTC),
+        )
+
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="odk-attachments")
+    pending: dict[Future[Any], tuple[str, str | None]] = {}
+    try:
+        for submission_id in wanted:
+            pending[pool.submit(list_files, submission_id)] = (submission_id, None)
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                submission_id, name = pending.pop(future)
+                outcome = future.result()  # the first failure stops everything
+                if name is not None:  # a download
+                    if outcome is None:
+                        result.not_modified += 1
+                    else:
+                        result.downloaded += 1
+                        result.bytes += outcome["size_bytes"]
+                        result.rows.append(outcome)
+                    continue
+                instance_id = wanted[submission_id] or submission_id
+                for file_name, present in outcome:
+                    result.listed += 1
+                    if present:
+                        task = pool.submit(download, submission_id, instance_id, file_name)
+                        pending[task] = (submission_id, file_name)
+                    else:
+                        result.missing += 1
+                        result.rows.append(_row(form_id, submission_id, file_name, fields.get(file_name)))
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # downloads under way finish (whole files only)
+    result.rows.sort(key=lambda row: (order[row["submission_id"]], row["name"]))
+    return result
+
+
+def _row(
+    form_id: str,
+    submission_id: str,
+    name: str,
+    field_name: str | None,
+    *,
+    key: str | None = None,
+    size_bytes: int | None = None,
+    sha256: str | None = None,
+    content_type: str | None = None,
+    etag: str | None = None,
+    downloaded_at: datetime | None = None,
+) -> dict[str, Any]:
+    return {
+        "form_id": form_id,
+        "submission_id": submission_id,
+        "name": name,
+        "field_name": field_name,
+        "exists": key is not None,
+        "storage_key": key,
+        "size_bytes": size_bytes,
+        "sha256": sha256,
+        "content_type": content_type,
+        "etag": etag,
+        "downloaded_at": downloaded_at,
+    }
+
+
+def _safe_part(part: str) -> str:
+    part = _UNSAFE.sub("_", part)
+    if part in ("", ".", ".."):
+        return f"_{part}"
+    return part
+
+
+def _protocols(fs: Any) -> tuple[str, ...]:
+    protocol = fs.protocol
+    return (protocol,) if isinstance(protocol, str) else tuple(protocol)
+
+
+def _quoted(etag: str) -> str:
+    """An entity tag as If-None-Match wants it: ``"<tag>"`` (tags stored with their quotes pass as given)."""
+    return etag if etag.startswith(('"', "W/")) else f'"{etag}"'
+
+
+def _unquoted(etag: str | None) -> str | None:
+    if not etag:
+        return None
+    return etag.strip().removeprefix("W/").strip('"') or None
+
+
+def _media_type(content_type: str | None) -> str | None:
+    """``image/png`` from ``image/png; charset=...``."""
+    if not content_type:
+        return None
+    return content_type.split(";", 1)[0].strip().lower() or None
