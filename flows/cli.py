@@ -101,10 +101,9 @@ def demo(
     from flows.main import run as run_flow
     from flows.main import scoped_env
     from flows.report import print_row_counts, print_status, print_summary, row_counts
-    from loaders.sales import samples as sales_samples
-
     from loaders.odk_central import fake_central
     from loaders.odk_central import samples as odk_samples
+    from loaders.sales import samples as sales_samples
 
     generated = sales_samples.generate(samples / "sales")
     api_key = secrets.token_urlsafe(24)  # fresh secrets per demo; never written anywhere
