@@ -9,7 +9,9 @@ import pytest
 
 from flows.main import RunSummary, run
 from loaders.common.warehouse import Warehouse
+from loaders.odk_central import samples as odk_samples
 from loaders.sales import samples
+from tests.odk_fixtures import EMAIL, PASSWORD, central
 from tests.sales_fixtures import GOOD_ROWS, write_csv
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -20,6 +22,8 @@ MART_COUNTS = {
     "dim_users": "select count(*) from marts.dim_users",
     "raw_orders": "select count(*) from raw_sales.orders",
     "rejected": "select count(*) from raw_sales.rejected_rows",
+    "rental_unified": "select count(*) from marts.fct_rental_submissions_unified",
+    "odk_submissions": "select count(*) from raw_odk_central.submissions",
 }
 
 
@@ -55,9 +59,18 @@ def sample_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("SOURCES__SALES_API__BACKOFF_FACTOR", "0.05")
     monkeypatch.setenv("SOURCES__SALES_API__MAX_ATTEMPTS", "2")
     monkeypatch.setenv("ELT_LOAD_RETRIES", "0")
-    with samples.SalesApiServer(generated.api_records, api_key="flow-test-key-1234") as api:
+    monkeypatch.setenv("SOURCES__ODK_CENTRAL__USERNAME", EMAIL)
+    monkeypatch.setenv("SOURCES__ODK_CENTRAL__PASSWORD", PASSWORD)
+    monkeypatch.setenv("SOURCES__ODK_CENTRAL__ATTACHMENTS_STORAGE", str(tmp_path / "attachments"))
+    monkeypatch.setenv("SOURCES__ODK_CENTRAL__BACKOFF_FACTOR", "0.05")
+    with (
+        samples.SalesApiServer(generated.api_records, api_key="flow-test-key-1234") as api,
+        central() as odk,
+    ):
+        odk_samples.populate(odk, n=40)
         monkeypatch.setenv("SOURCES__SALES_API__BASE_URL", api.base_url)
-        yield generated, api
+        monkeypatch.setenv("SOURCES__ODK_CENTRAL__BASE_URL", odk.base_url)
+        yield generated, api, odk
 
 
 def counts(warehouse: Warehouse) -> dict[str, int]:
@@ -85,6 +98,7 @@ def test_the_flow_loads_builds_checks_and_a_rerun_changes_nothing(
     second = run(target=warehouse.target)
 
     assert second.success
+    assert step(second, "odk_central").read == 0
     assert step(second, "sales_csv").read == 0
     assert step(second, "sales_users").read == 0
     assert counts(warehouse) == before
@@ -106,7 +120,7 @@ def test_the_flow_loads_builds_checks_and_a_rerun_changes_nothing(
 def test_a_failed_run_is_audited_and_leaves_the_marts_as_they_were(
     warehouse: Warehouse, sample_sources
 ) -> None:
-    generated, api = sample_sources
+    generated, api, _odk = sample_sources
     assert run(target=warehouse.target).success
     marts_before = warehouse.query(
         "select order_line_id, quantity, total_amount from marts.fct_sales order by 1"

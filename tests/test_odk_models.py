@@ -249,8 +249,8 @@ def parse_link(html: str) -> tuple[str | None, str]:
 
 
 def load_first_batch(raw: Raw) -> None:
-    """Four rental surveys (one already deleted) and one survey of another form, loaded at T1 (s4 at
-    T0, an earlier run)."""
+    """Four rental surveys (one already deleted) and one survey of another form, loaded at T1 (s2 and
+    s4 at T0, an earlier run)."""
     raw.submission("uuid:s1", T1, data={"building_image": "s1.png"}, attachments_present=1)
     raw.persons(
         "uuid:s1",
@@ -261,9 +261,9 @@ def load_first_batch(raw: Raw) -> None:
     )
     raw.attachment("uuid:s1", "s1.png", T1, field_name="building_image")
     # The loader did not know the field: the key comes from the file named in data.building_image.
-    raw.submission("uuid:s2", T1, data={"building_image": "s2.jpg"}, attachments_present=1)
-    raw.persons("uuid:s2", T1, ("Grace Wanjiru", 51, "female"))
-    raw.attachment("uuid:s2", "s2.jpg", T1)
+    raw.submission("uuid:s2", T0, data={"building_image": "s2.jpg"}, attachments_present=1)
+    raw.persons("uuid:s2", T0, ("Grace Wanjiru", 51, "female"))
+    raw.attachment("uuid:s2", "s2.jpg", T0)
     raw.submission("uuid:s3", T1, is_deleted=True, deleted_at=T1 - timedelta(hours=1))
     raw.persons("uuid:s3", T1, ("Joseph Mwangi", 40, "male"))
     raw.submission("uuid:s4", T0, data={"address_plus_code": None, "rent_amount": 250.5})
@@ -301,11 +301,11 @@ def test_unified_mart_follows_edits_and_deletions_incrementally(warehouse: Wareh
         assert row["building_image_url_html"] is None
     assert parse_link(s1["address_plus_code_url_html"]) == ("https://plus.codes/6GCRPR6C+24", "6GCRPR6C+24")
 
-    # s4 was loaded before the latest load (T1), which each incremental run takes again (rows loaded
-    # at or after the watermark): a marker in its row shows that the next runs leave it alone.
+    # s2 and s4 were loaded before the latest load (T1), which each incremental run takes again (rows
+    # loaded at or after the watermark): a marker in s4's row shows that the next runs leave it alone.
     warehouse.query(f"update marts.{MART} set landlord_phone = 'untouched' where submission_id = 'uuid:s4'")
 
-    # An edit of s1 (new data, new person rows) and a re-downloaded file of s2, loaded at T2.
+    # An edit of s1 (new data, new person rows) and, alone, a re-downloaded file of s2, loaded at T2.
     raw.submission(
         "uuid:s1",
         T2,
@@ -356,6 +356,7 @@ def test_unified_mart_follows_edits_and_deletions_incrementally(warehouse: Wareh
 def test_image_links_follow_the_public_base_url(warehouse: Warehouse, tmp_path: Path) -> None:
     raw = Raw(warehouse)
     load_first_batch(raw)
+    raw.submission("uuid:s5", T2)  # a later load: s1 and s2 are behind the watermark from now on
 
     dbt_build(warehouse, tmp_path, "--vars", json.dumps({"attachments_public_base_url": PUBLIC_BASE}))
 

@@ -1,9 +1,12 @@
 {#-
-    Incremental, merged on submission_id. An incremental run rebuilds every submission whose
-    submission, person or attachment rows were loaded at or after the latest `source_loaded_at` in
-    the table (deleted submissions included, so that delete+insert removes their old row), plus those
-    whose stored image URL no longer matches `attachments_public_base_url`; the post-hook then drops
-    the deleted ones. A full refresh builds the same rows from scratch.
+    Incremental, merged on submission_id (delete+insert). An incremental run rebuilds, from all of
+    their current rows, the submissions whose submission, person or attachment rows were loaded at
+    or after the latest `source_loaded_at` in the table, deleted ones included so that their old row
+    is deleted; the post-hook then drops the deleted submissions, so the table holds live ones only.
+    "At or after": the rows of the last load seen are taken again (idempotent), so rows committed
+    with that same load time after the previous run are not missed. Submissions whose stored image
+    URL no longer matches `attachments_public_base_url` are rebuilt too. A full refresh builds the
+    same rows from scratch (live submissions only).
 -#}
 {{
     config(
