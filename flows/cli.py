@@ -182,6 +182,38 @@ def set_cursor(
     typer.echo(f"odk_central {form}: cursor set to {moment.isoformat()} in {warehouse.describe()}")
 
 
+attachments_app = typer.Typer(help="Stored ODK Central attachments.", no_args_is_help=True)
+app.add_typer(attachments_app, name="attachments")
+
+
+@attachments_app.command("url")
+def attachment_url(
+    key: Annotated[str, typer.Argument(help="The storage key (raw_odk_central.attachments.storage_key).")],
+    expires: Annotated[
+        int, typer.Option("--expires", min=1, help="Lifetime of a signed URL, seconds.")
+    ] = 3600,
+    storage: Annotated[
+        str | None,
+        typer.Option(help="Storage URL; default sources.odk_central.attachments_storage."),
+    ] = None,
+) -> None:
+    """Print a URL for a stored attachment: signed where the storage signs (s3, gcs), else a file URL."""
+    _setup_environment()
+    import dlt
+
+    from loaders.odk_central.attachments import AttachmentError, AttachmentStore
+    from loaders.odk_central.settings import DEFAULT_ATTACHMENTS_STORAGE
+
+    location = storage or dlt.config.get("sources.odk_central.attachments_storage", str)
+    try:
+        store = AttachmentStore(location or DEFAULT_ATTACHMENTS_STORAGE)
+        if not store.exists(key):
+            _fail(f"no attachment stored under {key!r} in {location or DEFAULT_ATTACHMENTS_STORAGE}")
+        typer.echo(store.signed_url(key, expires_seconds=expires))
+    except AttachmentError as exc:
+        _fail(str(exc))
+
+
 def _sample_paths(samples: Path) -> dict[str, str]:
     """Point the CSV sources at the generated samples when they are not in the default folder."""
     default = ROOT / "data" / "samples"

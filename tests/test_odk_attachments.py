@@ -337,3 +337,23 @@ def test_memory_filesystem_store(central: FakeCentral, session: CentralSession) 
 def test_unknown_storage_protocol_says_what_to_do() -> None:
     with pytest.raises(AttachmentError, match="attachments_storage"):
         AttachmentStore("nosuchfs://bucket/x")
+
+
+def test_elt_attachments_url_prints_a_url_for_a_stored_key(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+    from loaders.odk_central.attachments import AttachmentStore
+
+    store = AttachmentStore(str(tmp_path / "files"))
+    key = AttachmentStore.key(1, "rental_survey", "uuid:abc", "photo.png")
+    store.put(key, b"png-bytes")
+
+    found = CliRunner().invoke(app, ["attachments", "url", key, "--storage", str(tmp_path / "files")])
+    missing = CliRunner().invoke(
+        app, ["attachments", "url", "1/x/y/z.png", "--storage", str(tmp_path / "files")]
+    )
+
+    assert found.exit_code == 0, found.output
+    assert found.output.strip().startswith("file://") and found.output.strip().endswith("photo.png")
+    assert missing.exit_code == 1 and "no attachment stored" in missing.output
