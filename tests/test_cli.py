@@ -67,6 +67,11 @@ def test_demo_twice_loads_nothing_new(tmp_path, monkeypatch: pytest.MonkeyPatch)
     assert "Run on duckdb: success" in second.output
     assert "files loaded 0, unchanged 3" in second.output
     changes = [
-        line.split()[-1] for line in second.output.splitlines() if line.startswith(("raw_sales.", "marts."))
+        line.split()[-1]
+        for line in second.output.splitlines()
+        if line.startswith(("raw_sales.", "raw_odk_central.", "marts."))
     ]
-    assert len(changes) == 6 and set(changes) == {"+0"}
+    assert len(changes) == 10 and set(changes) == {"+0"}
+    odk = next(line for line in second.output.splitlines() if line.startswith("odk_central "))
+    assert odk.split()[2:5] == ["0", "0", "0"]  # read, loaded, rejected
+    assert "0 attachments downloaded" in odk

@@ -263,6 +263,7 @@ def _form_resource(session: CentralSession, settings: _Settings, config: FormCon
         ]
         if with_files:
             yield from _attachments(session, settings, form_id, with_files, run, loaded_at, stats)
+        stats.part(f"odk_central.{form_id}.attachments")  # a sync type even when nothing changed
 
         stats.requests, stats.http_errors = session.stats.requests, session.stats.http_errors
         if newest:
