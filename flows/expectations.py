@@ -1,9 +1,13 @@
-"""Great Expectations checks for the sales marts, on DuckDB and on PostgreSQL.
+"""Great Expectations checks for the marts, on DuckDB and on PostgreSQL.
 
 The suites, validation definitions and checkpoints are files in the GX file context ``gx/``
 (one suite per mart, named after it; one checkpoint per mart and target, ``<mart>__<target>``,
 with an explicit, empty action list). This module only runs them and turns GX's results into an
 :class:`ExpectationsResult` the flow can record.
+
+Each mart belongs to a dbt source (:data:`MART_SOURCES`); ``run_expectations(warehouse, sources)``
+checks the marts of the given sources only, so a deployment that never loads a source (a sales-only
+one, say) is not failed for that source's missing marts.
 
 - PostgreSQL: GX's SQL (postgres) datasource, so the checks run in the database. The connection
   string reaches GX in memory only (``runtime_environment``), never through a file in ``gx/``.
@@ -19,7 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,8 +39,15 @@ if TYPE_CHECKING:
 
 GX_DIR: Path = ROOT / "gx"
 MARTS_SCHEMA = "marts"
+#: The dbt source each mart is built from (the names ``flows.main.available_dbt_sources`` returns).
+MART_SOURCES: dict[str, str] = {
+    "fct_sales": "sales",
+    "agg_sales_daily_by_region": "sales",
+    "dim_users": "sales",
+    "fct_rental_submissions_unified": "odk_central",
+}
 #: The marts checked, in order; each has a suite of the same name in ``gx/expectations/``.
-MARTS: tuple[str, ...] = ("fct_sales", "agg_sales_daily_by_region", "dim_users")
+MARTS: tuple[str, ...] = tuple(MART_SOURCES)
 #: The substitution variable ``gx/great_expectations.yml`` reads the PostgreSQL URL from.
 POSTGRES_URL_VARIABLE = "ELT_GX_POSTGRES_URL"
 POSTGRES_DATASOURCE = "postgres_marts"
@@ -91,31 +102,44 @@ class ExpectationsResult:
         """One line per failure naming suite and expectation, or a one-line summary on success."""
         if self.failures:
             return "\n".join(failure.line() for failure in self.failures)
+        if not self.suites_run:
+            return "no suites to run: no mart belongs to the selected sources"
         return (
             f"{self.evaluated} expectations in {len(self.suites_run)} suites passed "
             f"({', '.join(self.suites_run)})"
         )
 
 
-def run_expectations(warehouse: Warehouse) -> ExpectationsResult:
-    """Run the mart suites against ``warehouse`` and return what passed and what failed.
+def marts_of(sources: Collection[str] | None = None) -> list[str]:
+    """The marts of ``sources`` (dbt source names such as ``sales``), in :data:`MARTS` order;
+    all of them for None. Names without marts (``audit``, say) select nothing."""
+    if sources is None:
+        return list(MARTS)
+    selected = {sources} if isinstance(sources, str) else set(sources)
+    return [mart for mart in MARTS if MART_SOURCES[mart] in selected]
 
-    A mart missing from the warehouse is reported as a failure (build the marts with
+
+def run_expectations(warehouse: Warehouse, sources: Collection[str] | None = None) -> ExpectationsResult:
+    """Run the suites of the marts of ``sources`` (all marts for None) against ``warehouse`` and
+    return what passed and what failed.
+
+    A selected mart missing from the warehouse is reported as a failure (build the marts with
     ``dbt build`` first). Raises :class:`ConfigurationError` when the warehouse cannot be reached
     and :class:`ExpectationsError` when GX itself fails to run a checkpoint.
     """
     started = time.perf_counter()
     failures: list[ExpectationFailure] = []
+    marts = marts_of(sources)
     if warehouse.target == "duckdb":
-        frames = _read_duckdb_marts(warehouse)
-        present = [mart for mart in MARTS if mart in frames]
+        frames = _read_duckdb_marts(warehouse, marts)
+        present = [mart for mart in marts if mart in frames]
         runtime_environment: dict[str, str] = {}
     else:
         register_secret(warehouse.pg_password)
         frames = {}
-        present = _existing_marts(warehouse)
+        present = _existing_marts(warehouse, marts)
         runtime_environment = {POSTGRES_URL_VARIABLE: warehouse.sqlalchemy_url()}
-    for mart in MARTS:
+    for mart in marts:
         if mart not in present:
             failures.append(
                 ExpectationFailure(
@@ -160,8 +184,8 @@ def _file_context(runtime_environment: dict[str, str]) -> AbstractDataContext:
     return gx.get_context(mode="file", context_root_dir=str(GX_DIR), runtime_environment=runtime_environment)
 
 
-def _read_duckdb_marts(warehouse: Warehouse) -> dict[str, pd.DataFrame]:
-    """Each mart present as a dataframe; the DuckDB connection is closed on return."""
+def _read_duckdb_marts(warehouse: Warehouse, marts: list[str]) -> dict[str, pd.DataFrame]:
+    """Each of ``marts`` present as a dataframe; the DuckDB connection is closed on return."""
     assert warehouse.duckdb_path is not None
     if not warehouse.duckdb_path.exists():
         raise ConfigurationError(
@@ -173,14 +197,14 @@ def _read_duckdb_marts(warehouse: Warehouse) -> dict[str, pd.DataFrame]:
     with warehouse.connect() as conn:
         present = _tables_in_marts(conn, warehouse.paramstyle)
         return {
-            mart: conn.sql(f'select * from {MARTS_SCHEMA}."{mart}"').df() for mart in MARTS if mart in present
+            mart: conn.sql(f'select * from {MARTS_SCHEMA}."{mart}"').df() for mart in marts if mart in present
         }
 
 
-def _existing_marts(warehouse: Warehouse) -> list[str]:
+def _existing_marts(warehouse: Warehouse, marts: list[str]) -> list[str]:
     with warehouse.connect() as conn:
         present = _tables_in_marts(conn, warehouse.paramstyle)
-    return [mart for mart in MARTS if mart in present]
+    return [mart for mart in marts if mart in present]
 
 
 def _tables_in_marts(conn: Any, paramstyle: str) -> set[str]:

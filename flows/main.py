@@ -232,7 +232,7 @@ def check_expectations(warehouse: Warehouse) -> StepOutcome:
     try:
         from flows.expectations import run_expectations
 
-        result = run_expectations(warehouse)
+        result = run_expectations(warehouse, sources=available_dbt_sources(warehouse))
     except Exception as exc:
         _record(warehouse, run.fail(_root_cause(exc)))
         return StepOutcome(name="expectations", status="error", error=run.error_message)

@@ -1,7 +1,7 @@
-"""The Great Expectations checks of the sales marts, on DuckDB and on PostgreSQL.
+"""The Great Expectations checks of the marts, on DuckDB and on PostgreSQL.
 
-Each test builds the three marts directly with SQL (schema ``marts``), then runs the checkpoints
-through ``flows.expectations.run_expectations``.
+Each test builds the marts directly with SQL (schema ``marts``): the three sales marts and the ODK
+Central one, then runs the checkpoints through ``flows.expectations.run_expectations``.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from flows.expectations import GX_DIR, MARTS, ExpectationsResult, run_expectations
-from loaders.common.warehouse import Warehouse
+from flows.expectations import GX_DIR, MART_SOURCES, MARTS, ExpectationsResult, run_expectations
+from loaders.common.warehouse import ROOT, Warehouse
 
 LOADED_AT = dt.datetime(2024, 3, 2, 6, 0, 0)
 DAY = dt.date(2024, 3, 1)
@@ -39,9 +39,64 @@ DIM_USERS = [
     ("carol", "carol@example.co.ke", "analyst", False),
 ]
 
+SALES_MARTS = ["fct_sales", "agg_sales_daily_by_region", "dim_users"]
+ODK_MART = "fct_rental_submissions_unified"
+SUBMITTED_AT = dt.datetime(2026, 1, 5, 8, 0, 0)
+PLUS_CODE_LINK = '<a href="https://plus.codes/6GCRPR6C+24">6GCRPR6C+24</a>'
+IMAGE_URL = "https://cdn.example.org/odk/1/rental_survey/uuid-s1/building_000001.png"
+ODK_COLUMNS = (
+    "submission_id text, form_id text, instance_id text, survey_date date, building_name text, "
+    "address text, address_plus_code text, rent_amount numeric(28, 6), number_of_units integer, "
+    "landlord_phone text, submitted_at timestamp, updated_at timestamp, review_state text, "
+    "submitter_name text, device_id text, form_version text, edit_count bigint, person_count bigint, "
+    "person_list text, building_image_key text, building_image_url text, building_image_url_html text, "
+    "address_plus_code_url_html text, is_deleted boolean, source_loaded_at timestamp"
+)
+RENTAL_SUBMISSIONS = [
+    # submission_id, address_plus_code, rent_amount, number_of_units, review_state, person_count,
+    # building_image_url, address_plus_code_url_html
+    ("uuid:s1", "6GCRPR6C+24", Decimal("12500"), 8, "approved", 3, IMAGE_URL, PLUS_CODE_LINK),
+    ("uuid:s2", None, Decimal("250.5"), None, None, 0, None, None),
+    ("uuid:s3", "6GCRPR6C+24", None, 1, "hasIssues", 1, None, PLUS_CODE_LINK),
+]
 
-def create_marts(warehouse: Warehouse) -> None:
-    """The three sales marts with a few good rows, as dbt would build them."""
+
+def rental_row(row: tuple) -> tuple:
+    """A full mart row from the columns the checks look at."""
+    submission_id, plus_code, rent, units, review_state, persons, image_url, plus_code_link = row
+    image_link = f'<a href="{image_url}">View image</a>' if image_url else None
+    return (
+        submission_id,
+        "rental_survey",
+        submission_id,
+        DAY,
+        "Kamau Court",
+        "12 Moi Avenue, Umoja, Nairobi",
+        plus_code,
+        rent,
+        units,
+        "+254700000001",
+        SUBMITTED_AT,
+        None,
+        review_state,
+        "amina.otieno",
+        "collect:0123456789ab",
+        "2026011501",
+        0,
+        persons,
+        "Amina Otieno (34, female)" if persons else None,
+        image_url.rsplit("/odk/", 1)[1] if image_url else None,
+        image_url,
+        image_link,
+        plus_code_link,
+        False,
+        LOADED_AT,
+    )
+
+
+def create_marts(warehouse: Warehouse, *, odk: bool = True) -> None:
+    """The three sales marts and (unless ``odk`` is False) the ODK Central mart with a few good rows,
+    as dbt would build them."""
     ph = warehouse.paramstyle
     with warehouse.connect() as conn:
         cur = conn.cursor()
@@ -72,6 +127,12 @@ def create_marts(warehouse: Warehouse) -> None:
             f"insert into marts.dim_users values ({', '.join([ph] * 5)})",
             [(*row, LOADED_AT) for row in DIM_USERS],
         )
+        if odk:
+            cur.execute(f"create table marts.{ODK_MART} ({ODK_COLUMNS})")
+            cur.executemany(
+                f"insert into marts.{ODK_MART} values ({', '.join([ph] * 25)})",
+                [rental_row(row) for row in RENTAL_SUBMISSIONS],
+            )
 
 
 def execute(warehouse: Warehouse, *statements: str) -> None:
@@ -144,6 +205,65 @@ BAD_DATA = {
         ("dim_users", "expect_column_values_to_match_regex", "email"),
         "'carol at example'",
     ),
+    "deleted submission": (
+        [f"update marts.{ODK_MART} set is_deleted = true where submission_id = 'uuid:s2'"],
+        (ODK_MART, "expect_column_values_to_be_in_set", "is_deleted"),
+        "1 unexpected value(s) of 3 row(s)",
+    ),
+    "signed image URL": (
+        [
+            f"update marts.{ODK_MART} set building_image_url = building_image_url || "
+            "'?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Expires=3600&X-Amz-Signature=0f3a' "
+            "where submission_id = 'uuid:s1'"
+        ],
+        (ODK_MART, "expect_column_values_to_not_match_regex", "building_image_url"),
+        "X-Amz-Signature",
+    ),
+    "CloudFront-signed image URL": (
+        [
+            f"update marts.{ODK_MART} set building_image_url = "
+            "'https://d1.cloudfront.net/b.png?Expires=1767225600&Signature=abc&Key-Pair-Id=K1' "
+            "where submission_id = 'uuid:s3'"
+        ],
+        (ODK_MART, "expect_column_values_to_not_match_regex", "building_image_url"),
+        "1 unexpected value(s)",
+    ),
+    "signed image URL in lower case": (
+        [
+            f"update marts.{ODK_MART} set building_image_url = building_image_url || "
+            "'?x-amz-signature=0f3a' where submission_id = 'uuid:s1'"
+        ],
+        (ODK_MART, "expect_column_values_to_not_match_regex", "building_image_url"),
+        "1 unexpected value(s) of 3 row(s)",
+    ),
+    "duplicate submission": (
+        [f"update marts.{ODK_MART} set submission_id = 'uuid:s1' where submission_id = 'uuid:s3'"],
+        (ODK_MART, "expect_column_values_to_be_unique", "submission_id"),
+        "2 unexpected value(s)",
+    ),
+    "implausible person count": (
+        [f"update marts.{ODK_MART} set person_count = 51 where submission_id = 'uuid:s1'"],
+        (ODK_MART, "expect_column_values_to_be_between", "person_count"),
+        "max_value=50",
+    ),
+    "negative rent": (
+        [f"update marts.{ODK_MART} set rent_amount = -500 where submission_id = 'uuid:s1'"],
+        (ODK_MART, "expect_column_values_to_be_between", "rent_amount"),
+        "mostly=0.95",
+    ),
+    "unknown review state": (
+        [f"update marts.{ODK_MART} set review_state = 'pending' where submission_id = 'uuid:s3'"],
+        (ODK_MART, "expect_column_values_to_be_in_set", "review_state"),
+        "'pending'",
+    ),
+    "plus code link elsewhere": (
+        [
+            f"update marts.{ODK_MART} set address_plus_code_url_html = "
+            "'<a href=\"https://example.org/6GCRPR6C+24\">6GCRPR6C+24</a>' where submission_id = 'uuid:s1'"
+        ],
+        (ODK_MART, "expect_column_values_to_match_regex", "address_plus_code_url_html"),
+        "1 unexpected value(s) of 3 row(s)",
+    ),
 }
 
 
@@ -198,10 +318,48 @@ def test_missing_mart_is_a_failure(warehouse: Warehouse) -> None:
     result = run_expectations(warehouse)
 
     assert not result.success
-    assert result.suites_run == ["fct_sales", "agg_sales_daily_by_region"]
+    assert result.suites_run == ["fct_sales", "agg_sales_daily_by_region", ODK_MART]
     assert [(f.suite, f.expectation) for f in result.failures] == [("dim_users", "table_exists")]
     assert "marts.dim_users not found" in result.message()
     assert "dbt build" in result.message()
+
+
+def test_only_the_marts_of_the_selected_sources_are_checked(warehouse: Warehouse) -> None:
+    create_marts(warehouse, odk=False)  # a sales-only deployment
+
+    sales = run_expectations(warehouse, sources=["audit", "sales"])
+
+    assert sales.failures == [], sales.message()
+    assert sales.success
+    assert sales.suites_run == SALES_MARTS
+    assert sales.evaluated == sum(suite_size(mart) for mart in SALES_MARTS)
+
+    # The ODK mart still has to exist when its source is selected (or when all are).
+    for sources in (["odk_central", "sales"], None):
+        result = run_expectations(warehouse, sources=sources)
+        assert not result.success
+        assert result.suites_run == SALES_MARTS
+        assert [(f.suite, f.expectation) for f in result.failures] == [(ODK_MART, "table_exists")]
+        assert f"marts.{ODK_MART} not found" in result.message()
+
+    nothing = run_expectations(warehouse, sources=["audit"])
+    assert nothing.success and nothing.suites_run == [] and nothing.evaluated == 0
+
+
+def test_odk_suite_alone(warehouse: Warehouse) -> None:
+    create_marts(warehouse)
+    execute(warehouse, "drop table marts.fct_sales")  # another source's mart: not checked
+
+    result = run_expectations(warehouse, sources=["odk_central"])
+
+    assert result.failures == [], result.message()
+    assert result.suites_run == [ODK_MART]
+    assert result.evaluated == suite_size(ODK_MART)
+
+
+def test_every_mart_belongs_to_its_dbt_source() -> None:
+    for mart, source in MART_SOURCES.items():
+        assert (ROOT / "models" / "marts" / source / f"{mart}.sql").is_file(), mart
 
 
 def test_runs_leave_gx_folder_untouched_and_write_no_secret(warehouse: Warehouse) -> None:
@@ -250,7 +408,9 @@ def test_gx_folder_holds_suites_and_explicit_actions() -> None:
         f"{mart}__{target}" for mart in MARTS for target in ("duckdb", "postgres")
     }
     for path in checkpoints:
-        assert "actions" in json.loads(path.read_text()), path
+        assert json.loads(path.read_text())["actions"] == [], path
+    definitions = {path.stem for path in (GX_DIR / "validation_definitions").glob("*.json")}
+    assert definitions == {path.stem for path in checkpoints}
 
 
 def test_missing_duckdb_file_says_what_to_do(tmp_path: Path) -> None:
