@@ -15,8 +15,9 @@ import hashlib
 import os
 import re
 import uuid
+from collections import deque
 from collections.abc import Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -177,7 +178,6 @@ def sync_attachments(
     fields = field_names or {}
     form_url = f"{session.api_url}/projects/{int(project_id)}/forms/{quote(form_id, safe='')}/submissions"
     wanted = dict(submissions)  # one entry per submission, in the order given
-    order = {submission_id: index for index, submission_id in enumerate(wanted)}
     result = AttachmentResult()
 
     def list_files(submission_id: str) -> list[tuple[str, bool]]:
@@ -227,36 +227,46 @@ def sync_attachments(
             downloaded_at=datetime.now(UTC),
         )
 
+    def sync_one(submission_id: str) -> list[tuple[str, dict[str, Any] | None, bool]]:
+        """List one submission's files and fetch the present ones: ``(name, row or None, present)``."""
+        instance_id = wanted[submission_id] or submission_id
+        outcomes: list[tuple[str, dict[str, Any] | None, bool]] = []
+        for file_name, present in sorted(list_files(submission_id)):
+            if present:
+                outcomes.append((file_name, download(submission_id, instance_id, file_name), True))
+            else:
+                outcomes.append(
+                    (file_name, _row(form_id, submission_id, file_name, fields.get(file_name)), False)
+                )
+        return outcomes
+
+    # One task per submission, at most a few per worker queued: memory and bookkeeping stay constant however
+    # many submissions there are, and results are taken in submission order (the first failure stops all).
+    in_flight: deque[Future[list[tuple[str, dict[str, Any] | None, bool]]]] = deque()
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="odk-attachments")
-    pending: dict[Future[Any], tuple[str, str | None]] = {}
+
+    def take_oldest() -> None:
+        for _name, row, present in in_flight.popleft().result():
+            result.listed += 1
+            if not present:
+                result.missing += 1
+                result.rows.append(row)
+            elif row is None:
+                result.not_modified += 1
+            else:
+                result.downloaded += 1
+                result.bytes += row["size_bytes"]
+                result.rows.append(row)
+
     try:
         for submission_id in wanted:
-            pending[pool.submit(list_files, submission_id)] = (submission_id, None)
-        while pending:
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                submission_id, name = pending.pop(future)
-                outcome = future.result()  # the first failure stops everything
-                if name is not None:  # a download
-                    if outcome is None:
-                        result.not_modified += 1
-                    else:
-                        result.downloaded += 1
-                        result.bytes += outcome["size_bytes"]
-                        result.rows.append(outcome)
-                    continue
-                instance_id = wanted[submission_id] or submission_id
-                for file_name, present in outcome:
-                    result.listed += 1
-                    if present:
-                        task = pool.submit(download, submission_id, instance_id, file_name)
-                        pending[task] = (submission_id, file_name)
-                    else:
-                        result.missing += 1
-                        result.rows.append(_row(form_id, submission_id, file_name, fields.get(file_name)))
+            if len(in_flight) >= 4 * workers:
+                take_oldest()
+            in_flight.append(pool.submit(sync_one, submission_id))
+        while in_flight:
+            take_oldest()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)  # downloads under way finish (whole files only)
-    result.rows.sort(key=lambda row: (order[row["submission_id"]], row["name"]))
     return result
 
 
