@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import dlt
 import pyarrow as pa
 
 REJECTED_SCHEMA = pa.schema(
@@ -100,3 +101,16 @@ def rejection(
         "reason": reason,
         "rejected_at": rejected_at,
     }
+
+
+REJECTED_HINTS = dlt.mark.make_hints(
+    table_name="rejected_rows",
+    write_disposition={"disposition": "merge", "strategy": "delete-insert"},
+    primary_key="rejection_id",
+    merge_key="",  # the variant must not inherit the resource's merge key
+)
+
+
+def quarantined(rows: list[dict[str, Any]]) -> Any:
+    """Quarantine rows (from ``rejection``) as an item for ``rejected_rows``, yielded from any resource."""
+    return dlt.mark.with_hints(rejected_table(rows), REJECTED_HINTS, create_table_variant=True)

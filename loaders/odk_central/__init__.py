@@ -14,7 +14,7 @@ from typing import Any
 
 import dlt
 
-from loaders.common.quarantine import LoadStats, rejected_table, rejection
+from loaders.common.quarantine import LoadStats, quarantined, rejection
 from loaders.common.warehouse import ConfigurationError
 from loaders.odk_central.helpers import CentralSession, odata_time, parse_time
 from loaders.odk_central.settings import (
@@ -40,9 +40,6 @@ ATTACHMENT_HINTS = dlt.mark.make_hints(
     write_disposition=MERGE,
     primary_key=["form_id", "submission_id", "name"],
     columns=ATTACHMENT_COLUMNS,
-)
-REJECTED_HINTS = dlt.mark.make_hints(
-    table_name="rejected_rows", write_disposition=MERGE, primary_key="rejection_id"
 )
 
 
@@ -396,7 +393,7 @@ def _repeat_rows(
         if rows:
             yield dlt.mark.with_hints(rows, hints, create_table_variant=True)
         if rejected:
-            yield dlt.mark.with_hints(rejected_table(rejected), REJECTED_HINTS, create_table_variant=True)
+            yield quarantined(rejected)
     stats.part(part)  # a sync type even when nothing changed
 
 

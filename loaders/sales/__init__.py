@@ -22,6 +22,7 @@ from dlt.sources.helpers.rest_client import RESTClient
 from dlt.sources.helpers.rest_client.paginators import PageNumberPaginator
 from requests.adapters import HTTPAdapter
 
+from loaders.common.quarantine import quarantined
 from loaders.common.warehouse import ROOT, ConfigurationError, register_secret
 from loaders.sales.helpers import (
     CsvLoadFiles,
@@ -31,7 +32,6 @@ from loaders.sales.helpers import (
     map_columns,
     original_records,
     read_csv_batches,
-    rejected_table,
     rejection,
     validate_orders,
 )
@@ -41,16 +41,6 @@ ORDERS_HINTS: dict[str, Any] = {
     "write_disposition": {"disposition": "merge", "strategy": "delete-insert"},
     "merge_key": list(ORDER_LINE_KEY),
 }
-REJECTED_HINTS = dlt.mark.make_hints(
-    table_name="rejected_rows",
-    write_disposition={"disposition": "merge", "strategy": "delete-insert"},
-    primary_key="rejection_id",
-    merge_key="",  # the variant must not inherit the orders' merge key
-)
-
-
-def _quarantine(rows: list[dict[str, Any]]) -> Any:
-    return dlt.mark.with_hints(rejected_table(rows), REJECTED_HINTS, create_table_variant=True)
 
 
 def _now() -> datetime:
@@ -158,11 +148,11 @@ def _orders_from_file(
                 )
                 for i, record, reason in zip(result.rejected_index, records, result.reasons, strict=True)
             ]
-            yield _quarantine(rows)
+            yield quarantined(rows)
     if malformed:
         stats.read += len(malformed)
         stats.rejected += len(malformed)
-        yield _quarantine(
+        yield quarantined(
             [
                 rejection(
                     source_name="sales_csv",
@@ -292,7 +282,7 @@ def sales_api(
                 )
             if result.rejected_index:
                 stats.rejected += len(result.rejected_index)
-                yield _quarantine(
+                yield quarantined(
                     [
                         rejection(
                             source_name="sales_api",
@@ -460,7 +450,7 @@ def sales_users(
             if good:
                 yield good
             if bad:
-                yield _quarantine(bad)
+                yield quarantined(bad)
             loaded[file_id] = digest
             stats.files_loaded.append(file_id)
         stats.cursor = loaded_at.isoformat()
