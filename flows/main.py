@@ -145,6 +145,10 @@ def _load_detail(stats: LoadStats) -> str:
         parts.append(f"{len(stats.files_loaded)} attachments downloaded")
     elif stats.files_loaded or stats.files_skipped:
         parts.append(f"files loaded {len(stats.files_loaded)}, unchanged {len(stats.files_skipped)}")
+    if stats.unchanged:
+        parts.append(f"{stats.unchanged} unchanged")
+    if stats.deleted:
+        parts.append(f"{stats.deleted} deleted")
     if stats.requests:
         parts.append(f"{stats.requests} requests, {stats.http_errors} retried errors")
     if stats.cursor and stats.requests:

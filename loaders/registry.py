@@ -21,6 +21,7 @@ class RunOptions:
 
     full_refresh: bool = False
     days: int | None = None  # the API window, instead of the stored cursor
+    levels: tuple[str, ...] | None = None  # registration levels to read (all when None)
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,17 @@ def _odk_central(stats: LoadStats, options: RunOptions, warehouse: Warehouse) ->
     )
 
 
+def _registration(stats: LoadStats, options: RunOptions, warehouse: Warehouse) -> Any:
+    from loaders.registration import registration
+
+    return registration(
+        selected=options.levels,
+        stored=stored_registration_rows(warehouse),
+        stats=stats,
+        full_refresh=options.full_refresh,
+    )
+
+
 def _table_exists(cur: Any, schema: str, table: str) -> bool:
     cur.execute(
         "select count(*) from information_schema.tables where table_schema = "
@@ -82,6 +94,24 @@ def stored_attachment_etags(warehouse: Warehouse) -> dict[tuple[str, str, str], 
             "where etag is not null and storage_key is not null"
         )
         return {(form, sid, name): etag for form, sid, name, etag in cur.fetchall()}
+
+
+def stored_registration_rows(warehouse: Warehouse) -> dict[str, dict[str, str]]:
+    """level -> code -> ``_row_hash`` of the registration rows in the warehouse (to skip unchanged rows
+    and to find the codes the source no longer has)."""
+    from loaders.registration.settings import DATASET
+
+    stored: dict[str, dict[str, str]] = {}
+    with warehouse.connect() as conn:
+        cur = conn.cursor()
+        cur.execute(f"select table_name from information_schema.tables where table_schema = '{DATASET}'")
+        tables = {name for (name,) in cur.fetchall()}
+        for level in sorted(tables):
+            if level.startswith("_dlt") or level == "rejected_rows":
+                continue
+            cur.execute(f'select code, _row_hash from {DATASET}."{level}"')
+            stored[level] = dict(cur.fetchall())
+    return stored
 
 
 def existing_user_emails(warehouse: Warehouse) -> dict[str, str]:
@@ -105,6 +135,12 @@ SYNCS: dict[str, Sync] = {
             "raw_odk_central",
             "ODK Central submissions, repeat groups and attachments",
             _odk_central,
+        ),
+        Sync(
+            "registration",
+            "raw_registration",
+            "voter registration by county, constituency, ward and polling station",
+            _registration,
         ),
     )
 }

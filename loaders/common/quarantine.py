@@ -32,11 +32,14 @@ REJECTED_SCHEMA = pa.schema(
 
 @dataclass
 class LoadStats:
-    """Counts for the run summary and the audit: loaded + rejected = read."""
+    """Counts for the run summary and the audit: loaded + rejected + unchanged = read (``unchanged``:
+    records identical to what the warehouse already holds, not loaded again)."""
 
     read: int = 0
     loaded: int = 0
     rejected: int = 0
+    unchanged: int = 0
+    deleted: int = 0  # records the source no longer has, deleted from the warehouse
     files_loaded: list[str] = field(default_factory=list)
     files_skipped: list[str] = field(default_factory=list)
     requests: int = 0
@@ -57,6 +60,8 @@ class LoadStats:
             "read": self.read,
             "loaded": self.loaded,
             "rejected": self.rejected,
+            "unchanged": self.unchanged,
+            "deleted": self.deleted,
             "files_loaded": self.files_loaded,
             "files_skipped": self.files_skipped,
             "requests": self.requests,

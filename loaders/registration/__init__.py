@@ -1,0 +1,224 @@
+"""Voter registration: administrative levels read from the team's registration database.
+
+Each configured level (``[[sources.registration.levels]]``: counties, constituencies, wards, polling
+stations) is read with dlt's ``sql_table`` from any SQLAlchemy URL (``sources.registration.credentials``,
+a secret) and lands in ``raw_registration.<level>``, merged on the normalised code:
+
+* codes (and parent codes) are normalised to their zero-padded form, so ``1`` and ``001`` are one county;
+  a row whose code or figures cannot be read, or whose code repeats, goes to ``rejected_rows`` with the
+  reason;
+* a level with an ``updated_at_column`` is read incrementally (dlt cursor, kept in the warehouse); the
+  others are read whole, and only rows whose content differs from the stored row (``_row_hash``) are
+  loaded, so an unchanged source costs nothing downstream;
+* codes that disappeared from the source are deleted from the warehouse (tombstones with dlt's
+  ``hard_delete``), on every run and for both kinds of level.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import dlt
+import sqlalchemy as sa
+from dlt.sources.sql_database import sql_table
+
+from loaders.common.quarantine import LoadStats, quarantined, rejection
+from loaders.common.warehouse import ConfigurationError, redact, register_secret
+from loaders.registration.helpers import LevelConfig, figure, normalise_code, row_hash
+from loaders.registration.settings import (
+    CODE,
+    DEFAULT_CHUNK_SIZE,
+    DELETED,
+    NAME,
+    PARENT_CODE,
+    ROW_HASH,
+    SOURCE_UPDATED_AT,
+)
+
+MERGE = {"disposition": "merge", "strategy": "delete-insert"}
+
+
+def level_columns(level: LevelConfig) -> dict[str, dict[str, Any]]:
+    columns: dict[str, dict[str, Any]] = {
+        CODE: {"data_type": "text", "nullable": False},
+        PARENT_CODE: {"data_type": "text"},
+        NAME: {"data_type": "text"},
+    }
+    columns.update({name: {"data_type": "bigint"} for name in level.figures})
+    columns[SOURCE_UPDATED_AT] = {"data_type": "timestamp"}
+    columns[ROW_HASH] = {"data_type": "text"}
+    columns["_loaded_at"] = {"data_type": "timestamp"}
+    columns[DELETED] = {"data_type": "bool", "hard_delete": True}
+    return columns
+
+
+def create_engine(credentials: str) -> sa.Engine:
+    """An engine for the source database that fails fast (and clearly) when it cannot be reached."""
+    register_secret(sa.make_url(credentials).password)
+    connect_args = {"connect_timeout": 10} if credentials.startswith("postgres") else {}
+    engine = sa.create_engine(credentials, connect_args=connect_args, pool_pre_ping=True)
+    try:
+        with engine.connect():
+            pass
+    except sa.exc.SQLAlchemyError as exc:
+        location = sa.make_url(credentials).render_as_string(hide_password=True)
+        reason = redact(str(getattr(exc, "orig", None) or exc).strip().splitlines()[0])
+        raise ConfigurationError(
+            f"cannot reach the registration source database {location}: {reason}"
+        ) from None
+    return engine
+
+
+@dlt.source(name="registration", max_table_nesting=0)
+def registration(
+    credentials: str = dlt.secrets.value,
+    levels: list[dict[str, Any]] = dlt.config.value,
+    selected: Sequence[str] | None = None,
+    stored: Mapping[str, Mapping[str, str]] | None = None,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    stats: LoadStats | None = None,
+    full_refresh: bool = False,
+) -> Iterable[Any]:
+    """One resource per level (and one for its deletions).
+
+    ``selected`` names the levels to read (all when None); ``stored`` maps level -> code -> ``_row_hash``
+    of the rows in the warehouse (``loaders.registry.stored_registration_rows``); ``full_refresh`` reloads
+    every row and reads incremental levels from the start.
+    """
+    configs = [LevelConfig.from_config(entry) for entry in levels]
+    known = {level.name for level in configs}
+    wanted = list(selected) if selected else [level.name for level in configs]
+    unknown = [name for name in wanted if name not in known]
+    if unknown:
+        raise ConfigurationError(
+            f"unknown registration level(s) {', '.join(unknown)}: configured are {', '.join(known)}"
+        )
+    stats = stats if stats is not None else LoadStats()
+    engine = create_engine(credentials)
+    resources = []
+    for level in configs:
+        if level.name not in wanted:
+            continue
+        rows = {} if full_refresh else dict((stored or {}).get(level.name, {}))
+        reader = sql_table(
+            credentials=engine,
+            table=level.table,
+            schema=level.schema,
+            chunk_size=chunk_size,
+            backend="sqlalchemy",
+            reflection_level="minimal",
+            included_columns=list(level.columns),
+            incremental=(
+                dlt.sources.incremental(level.updated_at_column, row_order="asc")
+                if level.updated_at_column and not full_refresh
+                else None
+            ),
+        ).with_name(f"read_{level.name}")
+        resources.append(reader | _level_rows(level, rows, stats))
+        resources.append(_deletions(level, engine, rows, stats))
+    return resources
+
+
+def _level_rows(level: LevelConfig, stored: Mapping[str, str], stats: LoadStats) -> Any:
+    seen: set[str] = set()
+    hashed = (CODE, PARENT_CODE, NAME, *level.figures)
+
+    @dlt.transformer(
+        name=level.name,
+        table_name=level.name,
+        write_disposition=MERGE,
+        primary_key=CODE,
+        columns=level_columns(level),
+    )
+    def rows(page: list[dict[str, Any]]) -> Iterator[Any]:
+        loaded_at = datetime.now(UTC)
+        good: list[dict[str, Any]] = []
+        bad: list[dict[str, Any]] = []
+        for record in page:
+            stats.read += 1
+            stats.part(f"registration.{level.name}", processed=1)
+            try:
+                row = _normalised(level, record)
+                if row[CODE] in seen:
+                    raise ValueError(f"code {row[CODE]} appears more than once in {level.table}")
+            except ValueError as exc:
+                bad.append(
+                    rejection(
+                        source_name="registration",
+                        locator=f"{level.table} ({level.name})",
+                        raw_record=record,
+                        reason=str(exc),
+                        rejected_at=loaded_at,
+                    )
+                )
+                continue
+            seen.add(row[CODE])
+            row[ROW_HASH] = row_hash(row, hashed)
+            if stored.get(row[CODE]) == row[ROW_HASH]:
+                stats.unchanged += 1
+                continue
+            row["_loaded_at"] = loaded_at
+            row[DELETED] = False
+            good.append(row)
+        stats.loaded += len(good)
+        if bad:
+            stats.rejected += len(bad)
+            stats.part(f"registration.{level.name}", rejected=len(bad))
+            yield quarantined(bad)
+        if good:
+            yield good
+
+    return rows
+
+
+def _normalised(level: LevelConfig, record: Mapping[str, Any]) -> dict[str, Any]:
+    row: dict[str, Any] = {CODE: normalise_code(record.get(level.code_column), level.code_width)}
+    if level.parent_code_column:
+        try:
+            row[PARENT_CODE] = normalise_code(
+                record.get(level.parent_code_column), level.parent_code_width or 0
+            )
+        except ValueError as exc:
+            raise ValueError(f"parent {exc}") from None
+    else:
+        row[PARENT_CODE] = None
+    name = record.get(level.name_column) if level.name_column else None
+    row[NAME] = str(name).strip() if name is not None else None
+    for column in level.figures:
+        row[column] = figure(record.get(column), column)
+    updated = record.get(level.updated_at_column) if level.updated_at_column else None
+    if isinstance(updated, datetime) and updated.tzinfo is None:
+        updated = updated.replace(tzinfo=UTC)
+    row[SOURCE_UPDATED_AT] = updated
+    return row
+
+
+def _deletions(level: LevelConfig, engine: sa.Engine, stored: Mapping[str, str], stats: LoadStats) -> Any:
+    """Tombstones for the stored codes the source no longer has (read: the source's code column only)."""
+
+    @dlt.resource(
+        name=f"{level.name}_deletions",
+        table_name=level.name,
+        write_disposition=MERGE,
+        primary_key=CODE,
+        columns=level_columns(level),
+    )
+    def deletions() -> Iterator[Any]:
+        if not stored:
+            return
+        table = sa.table(level.table, sa.column(level.code_column), schema=level.schema)
+        present: set[str] = set()
+        with engine.connect() as conn:
+            for (value,) in conn.execute(sa.select(table.c[level.code_column])):
+                try:
+                    present.add(normalise_code(value, level.code_width))
+                except ValueError:
+                    continue  # the rows resource quarantines it
+        gone = sorted(set(stored) - present)
+        if gone:
+            stats.deleted += len(gone)
+            yield [{CODE: code, DELETED: True} for code in gone]
+
+    return deletions

@@ -1,0 +1,116 @@
+"""Level configuration, code normalisation and change detection for the registration source."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from loaders.common.warehouse import ConfigurationError
+
+_DIGITS = re.compile(r"\d+")
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+@dataclass(frozen=True)
+class LevelConfig:
+    """One administrative level, from ``[[sources.registration.levels]]``.
+
+    ``code_width`` / ``parent_code_width`` are the zero-padded widths codes are normalised to (``1``,
+    ``"1"`` and ``"001"`` are the same county). ``updated_at_column`` makes the level incremental; without
+    it every run reads the whole table and only rows whose content changed are loaded.
+    """
+
+    name: str
+    table: str
+    code_column: str
+    code_width: int
+    figures: tuple[str, ...]
+    parent_code_column: str | None = None
+    parent_code_width: int | None = None
+    name_column: str | None = None
+    updated_at_column: str | None = None
+    schema: str | None = None
+    columns: tuple[str, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        names = [self.name, self.table, self.code_column, *self.figures]
+        names += [c for c in (self.parent_code_column, self.name_column, self.updated_at_column) if c]
+        for value in names:
+            if not _IDENTIFIER.fullmatch(value or ""):
+                raise ConfigurationError(
+                    f"registration level {self.name!r}: {value!r} is not a plain table or column name"
+                )
+        if self.code_width < 1 or (self.parent_code_column and not self.parent_code_width):
+            raise ConfigurationError(
+                f"registration level {self.name!r}: set code_width (and parent_code_width with "
+                "parent_code_column) to the zero-padded widths of the codes"
+            )
+        columns = [self.code_column, self.parent_code_column, self.name_column, *self.figures]
+        columns.append(self.updated_at_column)
+        object.__setattr__(self, "columns", tuple(dict.fromkeys(c for c in columns if c)))
+
+    @classmethod
+    def from_config(cls, entry: dict[str, Any]) -> LevelConfig:
+        try:
+            return cls(
+                name=entry["name"],
+                table=entry.get("table") or entry["name"],
+                code_column=entry.get("code_column", "code"),
+                code_width=int(entry["code_width"]),
+                figures=tuple(entry.get("figures") or ()),
+                parent_code_column=entry.get("parent_code_column") or None,
+                parent_code_width=int(entry["parent_code_width"]) if entry.get("parent_code_width") else None,
+                name_column=entry.get("name_column") or None,
+                updated_at_column=entry.get("updated_at_column") or None,
+                schema=entry.get("schema") or None,
+            )
+        except KeyError as exc:
+            raise ConfigurationError(
+                f"[[sources.registration.levels]] entry {entry.get('name', '?')!r} lacks {exc.args[0]!r}"
+            ) from None
+
+
+def normalise_code(value: Any, width: int) -> str:
+    """A code as zero-padded digits of ``width``: ``1``, ``"1"``, ``"001"``, ``1.0`` -> ``"001"``.
+
+    Raises ``ValueError`` (the quarantine reason) for an empty, non-numeric or too-long code."""
+    if value is None:
+        raise ValueError("code is missing")
+    if isinstance(value, bool):
+        raise ValueError(f"code {value!r} is not a number")
+    if isinstance(value, float | Decimal):
+        if value != int(value):
+            raise ValueError(f"code {value!r} is not a whole number")
+        value = int(value)
+    text = str(value).strip()
+    if not _DIGITS.fullmatch(text):
+        raise ValueError(f"code {text[:40]!r} is not made of digits")
+    digits = text.lstrip("0") or "0"
+    if len(digits) > width:
+        raise ValueError(f"code {text!r} is longer than {width} digits")
+    return digits.zfill(width)
+
+
+def figure(value: Any, column: str) -> int | None:
+    """A count: a whole number at least 0, or None when the source has none."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, bool):
+        raise ValueError(f"{column} {value!r} is not a count")
+    try:
+        number = Decimal(str(value).strip())
+    except ArithmeticError:
+        raise ValueError(f"{column} {str(value)[:40]!r} is not a number") from None
+    if number != number.to_integral_value() or number < 0:
+        raise ValueError(f"{column} {value!r} is not a whole number at least 0")
+    return int(number)
+
+
+def row_hash(row: dict[str, Any], columns: tuple[str, ...]) -> str:
+    """A digest of the row's content (not its timestamps), to tell changed rows from unchanged ones."""
+    payload = json.dumps([row.get(column) for column in columns], default=str, separators=(",", ":"))
+    return hashlib.blake2b(payload.encode(), digest_size=16).hexdigest()
