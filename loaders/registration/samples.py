@@ -27,7 +27,7 @@ VOTERS_PER_STATION = 480
 BUILT_AT = datetime(2026, 1, 15, 8, 0, tzinfo=UTC)
 # The planted faults (codes as the reference writes them).
 ZERO_CONSTITUENCY = "280"  # KASARANI, Nairobi: the "0 registered voters" of the old incident
-MISSING_WARD = "0005"  # MIKINDANI, Changamwe
+MISSING_WARD = "0005"  # CHAANI, Changamwe
 MISMATCHED_WARD = "0289"  # KIBIRICHIA, Buuri (a ward outside its code range: a trap for prefix rollups)
 MISMATCH_DELTA = 1000
 
