@@ -59,14 +59,22 @@ def run(
         int | None,
         typer.Option("--days", min=0, help="API window of the last N days instead of the cursor."),
     ] = None,
+    levels: Annotated[
+        str | None,
+        typer.Option(
+            "--levels",
+            help="Registration levels to read, comma-separated (e.g. counties,wards); all when omitted.",
+        ),
+    ] = None,
 ) -> None:
     """Load the selected sources, run dbt build and the expectations, record the outcome."""
     _setup_environment()
     from flows.main import run as run_flow
     from flows.report import print_summary
 
+    selected_levels = [name.strip() for name in levels.split(",") if name.strip()] if levels else None
     try:
-        summary = run_flow(source, target, full_refresh, days)
+        summary = run_flow(source, target, full_refresh, days, selected_levels)
     except ConfigurationError as exc:
         _fail(str(exc))
         return
@@ -140,6 +148,27 @@ def demo(
     print_status(warehouse)
     if not summary.success:
         _fail(f"demo failed: {', '.join(summary.failed)}")
+
+
+@app.command()
+def reconcile(
+    source: Annotated[str, typer.Argument(help="What to reconcile: registration.")],
+    target: TargetOption = None,
+    limit: Annotated[int, typer.Option(min=1, help="Rows to print at most.")] = 50,
+) -> None:
+    """Print the areas whose figures do not reconcile (as of the last dbt build); exit 1 if any."""
+    _setup_environment()
+    from flows.report import print_reconciliation
+
+    if source != "registration":
+        _fail(f"reconcile supports registration, not {source!r}")
+    try:
+        mismatches = print_reconciliation(Warehouse.from_env(target), limit)
+    except ConfigurationError as exc:
+        _fail(str(exc))
+        return
+    if mismatches:
+        _fail(f"{mismatches} areas do not reconcile")
 
 
 state_app = typer.Typer(help="Inspect and seed the sources' incremental state.", no_args_is_help=True)

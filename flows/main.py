@@ -27,7 +27,7 @@ class StepOutcome:
     """What one step did, for the run summary."""
 
     name: str
-    status: str  # success | error | skipped
+    status: str  # success | warning (done, with findings to read) | error | skipped
     read: int | None = None
     loaded: int | None = None
     rejected: int | None = None
@@ -200,7 +200,9 @@ def dbt_build(warehouse: Warehouse, full_refresh: bool = False) -> StepOutcome:
     ]
     if full_refresh:
         args.append("--full-refresh")
-    args += ["--select", *(f"source:{name}+" for name in available_dbt_sources(warehouse))]
+    sources = available_dbt_sources(warehouse)
+    seeds = [f"path:seeds/{name}" for name in sources if (ROOT / "seeds" / name).is_dir()]
+    args += ["--select", *(f"source:{name}+" for name in sources), *seeds]
     with warehouse_env(warehouse):
         result = dbtRunner().invoke(args)
     nodes = list(result.result or []) if result.result is not None else []
@@ -260,16 +262,36 @@ def check_expectations(warehouse: Warehouse) -> StepOutcome:
     )
 
 
+@task(name="rollups", timeout_seconds=600)
+def rollups(warehouse: Warehouse) -> StepOutcome | None:
+    """Audit each rollup as a sync type; report reconciliation mismatches and demographic exceptions."""
+    from flows.rollups import ROLLUPS, record_rollups
+
+    sources = [name for name in available_dbt_sources(warehouse) if name in ROLLUPS]
+    if not sources:
+        return None
+    try:
+        rows, findings = record_rollups(warehouse, sources, _flow_run_id())
+    except Exception as exc:
+        return StepOutcome(name="rollups", status="error", error=_root_cause(exc))
+    return StepOutcome(
+        name="rollups",
+        status="warning" if findings else "success",
+        detail="; ".join([f"{rows} rollup rows", *findings]),
+    )
+
+
 @flow(name="elt-main", log_prints=False)
 def main_flow(
     sources: list[str] | None = None,
     target: str | None = None,
     full_refresh: bool = False,
     days: int | None = None,
+    levels: list[str] | None = None,
 ) -> RunSummary | State:
     """Load the selected sources, build the models, check the marts, record the outcome."""
     warehouse = Warehouse.from_env(target)
-    options = RunOptions(full_refresh=full_refresh, days=days)
+    options = RunOptions(full_refresh=full_refresh, days=days, levels=tuple(levels) if levels else None)
     summary = RunSummary(target=warehouse.target)
     audit.ensure_audit_table(warehouse)
 
@@ -286,6 +308,9 @@ def main_flow(
     built = dbt_build(warehouse, full_refresh)
     summary.steps.append(built)
     if built.status == "success":
+        rolled = rollups(warehouse)
+        if rolled is not None:
+            summary.steps.append(rolled)
         summary.steps.append(check_expectations(warehouse))
     else:
         summary.steps.append(StepOutcome(name="expectations", status="skipped", detail="dbt build failed"))
@@ -315,9 +340,10 @@ def run(
     target: str | None = None,
     full_refresh: bool = False,
     days: int | None = None,
+    levels: list[str] | None = None,
 ) -> RunSummary:
     """Run the main flow in-process and return its summary, failed or not."""
-    state = main_flow(sources, target, full_refresh, days, return_state=True)
+    state = main_flow(sources, target, full_refresh, days, levels, return_state=True)
     result = state.result(raise_on_failure=False)
     if isinstance(result, BaseException):
         raise result

@@ -7,7 +7,7 @@ from typing import Any
 import typer
 
 from flows.main import RunSummary
-from loaders.common.warehouse import Warehouse
+from loaders.common.warehouse import ConfigurationError, Warehouse
 
 
 def _table(headers: list[str], rows: list[list[Any]]) -> str:
@@ -116,3 +116,33 @@ def print_row_counts(before: dict[str, int | None], after: dict[str, int | None]
         rows.append([table, count, change])
     typer.echo("Warehouse rows:")
     typer.echo(_table(["table", "rows", "change"], rows))
+
+
+RECONCILIATION_SQL = """
+select admin_level, area_code, area_name, source_value, warehouse_value, rolled_up_value, status
+from audit.rpt_registration_reconciliation
+where status <> 'match'
+order by case admin_level when 'county' then 1 when 'constituency' then 2 else 3 end, area_code
+"""
+
+
+def print_reconciliation(warehouse: Warehouse, limit: int = 50) -> int:
+    """Print the areas that do not reconcile; return how many there are."""
+    try:
+        rows = warehouse.query(RECONCILIATION_SQL)
+        checked = int(warehouse.query("select count(*) from audit.rpt_registration_reconciliation")[0][0])
+    except Exception as exc:
+        if "rpt_registration_reconciliation" in str(exc) or "does not exist" in str(exc).lower():
+            raise ConfigurationError(
+                "no reconciliation yet: load the registration source first (elt run --source registration)"
+            ) from None
+        raise
+    if not rows:
+        typer.echo(f"Registration reconciles: {checked} areas checked, every one a match.")
+        return 0
+    typer.echo(f"Registration: {len(rows)} of {checked} areas do not reconcile ({warehouse.describe()}):")
+    headers = ["level", "code", "name", "source", "warehouse", "rolled_up", "status"]
+    typer.echo(_table(headers, [list(row) for row in rows[:limit]]))
+    if len(rows) > limit:
+        typer.echo(f"... and {len(rows) - limit} more (audit.rpt_registration_reconciliation)")
+    return len(rows)
