@@ -108,12 +108,18 @@ def demo(
     _setup_environment()
     from flows.main import run as run_flow
     from flows.main import scoped_env
-    from flows.report import print_row_counts, print_status, print_summary, row_counts
+    from flows.report import print_reconciliation, print_row_counts, print_status, print_summary, row_counts
     from loaders.odk_central import fake_central
     from loaders.odk_central import samples as odk_samples
+    from loaders.registration import samples as registration_samples
     from loaders.sales import samples as sales_samples
 
     generated = sales_samples.generate(samples / "sales")
+    registration_db = samples / "registration" / "source.sqlite"
+    registration_db.parent.mkdir(parents=True, exist_ok=True)
+    registration_url = f"sqlite:///{registration_db}"
+    built = registration_samples.build_source_database(registration_url)
+    registration_samples.plant_faults(registration_url, at=registration_samples.FAULTS_AT)
     api_key = secrets.token_urlsafe(24)  # fresh secrets per demo; never written anywhere
     odk_user, odk_password = "demo@example.org", secrets.token_urlsafe(16)
     central = fake_central.FakeCentral(users={odk_user: odk_password}, start_time=odk_samples.DEMO_CLOCK)
@@ -128,6 +134,7 @@ def demo(
                 "SOURCES__ODK_CENTRAL__BASE_URL": central.base_url,
                 "SOURCES__ODK_CENTRAL__USERNAME": odk_user,
                 "SOURCES__ODK_CENTRAL__PASSWORD": odk_password,
+                "SOURCES__REGISTRATION__CREDENTIALS": registration_url,
                 **_sample_paths(samples),
             }
         ),
@@ -137,7 +144,13 @@ def demo(
         typer.echo(f"Warehouse: {warehouse.describe()}")
         typer.echo(
             f"Sample sources: {samples} (sales API on {api.base_url}, "
-            f"ODK Central stand-in on {central.base_url})\n"
+            f"ODK Central stand-in on {central.base_url}, registration database {registration_db})"
+        )
+        typer.echo(
+            f"Registration sample: {built['wards']:,} wards adding up to {built['ward_total']:,} registered "
+            f"voters and {built['polling_stations']:,} polling stations adding up to "
+            f"{built['station_total']:,}, before the planted faults (a constituency at 0, a ward "
+            "missing, a ward off by 1,000)\n"
         )
         before = row_counts(warehouse)
         summary = run_flow(None, "duckdb", False, None)
@@ -146,6 +159,8 @@ def demo(
     print_row_counts(before, row_counts(warehouse))
     typer.echo("")
     print_status(warehouse)
+    typer.echo("")
+    print_reconciliation(warehouse)
     if not summary.success:
         _fail(f"demo failed: {', '.join(summary.failed)}")
 

@@ -94,6 +94,9 @@ DEMO_TABLES = (
     "raw_odk_central.rental_survey__person_details",
     "raw_odk_central.attachments",
     "marts.fct_rental_submissions_unified",
+    "raw_registration.polling_stations",
+    "marts.dim_wards",
+    "audit.rpt_registration_reconciliation",
 )
 
 

@@ -25,6 +25,7 @@ from loaders.common.warehouse import ROOT
 WARDS_CSV = ROOT / "seeds" / "registration" / "kenya_iebc_2022_wards.csv"
 VOTERS_PER_STATION = 480
 BUILT_AT = datetime(2026, 1, 15, 8, 0, tzinfo=UTC)
+FAULTS_AT = datetime(2026, 1, 16, 8, 0, tzinfo=UTC)
 # The planted faults (codes as the reference writes them).
 ZERO_CONSTITUENCY = "280"  # KASARANI, Nairobi: the "0 registered voters" of the old incident
 MISSING_WARD = "0005"  # CHAANI, Changamwe
@@ -68,10 +69,13 @@ def polling_stations(wards: list[dict[str, str]]) -> list[dict[str, Any]]:
     return stations
 
 
-def build_source_database(url: str, wards_csv: Path = WARDS_CSV) -> dict[str, int]:
+def build_source_database(
+    url: str, wards_csv: Path = WARDS_CSV, counties: set[str] | None = None
+) -> dict[str, int]:
     """Create (or replace) the four level tables at the SQLAlchemy ``url`` and fill them; returns counts and
-    the wards' total (22,102,532 with the official file)."""
-    wards = read_wards(wards_csv)
+    the wards' total (22,102,532 with the official file). ``counties`` (codes) keeps only those counties,
+    for small test databases."""
+    wards = [ward for ward in read_wards(wards_csv) if counties is None or ward["county_code"] in counties]
     counties: dict[str, dict[str, Any]] = {}
     constituencies: dict[str, dict[str, Any]] = {}
     for ward in wards:
