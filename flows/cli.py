@@ -170,6 +170,9 @@ def reconcile(
     source: Annotated[str, typer.Argument(help="What to reconcile: registration.")],
     target: TargetOption = None,
     limit: Annotated[int, typer.Option(min=1, help="Rows to print at most.")] = 50,
+    county: Annotated[
+        str | None, typer.Option(help="Only this county's areas (code, e.g. 047 or 47).")
+    ] = None,
 ) -> None:
     """Print the areas whose figures do not reconcile (as of the last dbt build); exit 1 if any."""
     _setup_environment()
@@ -178,7 +181,14 @@ def reconcile(
     if source != "registration":
         _fail(f"reconcile supports registration, not {source!r}")
     try:
-        mismatches = print_reconciliation(Warehouse.from_env(target), limit)
+        if county is not None:
+            from loaders.registration.helpers import normalise_code
+
+            county = normalise_code(county, 3)
+        mismatches = print_reconciliation(Warehouse.from_env(target), limit, county)
+    except ValueError as exc:
+        _fail(f"--county: {exc}")
+        return
     except ConfigurationError as exc:
         _fail(str(exc))
         return

@@ -157,12 +157,16 @@ def _load_detail(stats: LoadStats) -> str:
 
 
 def _root_cause(exc: BaseException) -> str:
-    """The innermost error, which says what went wrong (dlt wraps errors in step errors)."""
+    """The innermost error, which says what went wrong (dlt wraps errors in step errors); an error raised
+    ``from None`` already says it (its context is a detail it replaces)."""
     inner: BaseException = exc
     seen = set()
-    while (inner.__cause__ or inner.__context__) and id(inner) not in seen:
+    while id(inner) not in seen:
         seen.add(id(inner))
-        inner = inner.__cause__ or inner.__context__  # type: ignore[assignment]
+        following = inner.__cause__ or (None if inner.__suppress_context__ else inner.__context__)
+        if following is None:
+            break
+        inner = following
     text = f"{type(inner).__name__}: {inner}"
     return redact(text.strip().splitlines()[0] if text.strip() else type(inner).__name__)
 

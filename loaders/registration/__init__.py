@@ -42,7 +42,7 @@ MERGE = {"disposition": "merge", "strategy": "delete-insert"}
 
 def level_columns(level: LevelConfig) -> dict[str, dict[str, Any]]:
     columns: dict[str, dict[str, Any]] = {
-        CODE: {"data_type": "text", "nullable": False},
+        CODE: {"data_type": "text"},
         PARENT_CODE: {"data_type": "text"},
         NAME: {"data_type": "text"},
     }
@@ -55,15 +55,29 @@ def level_columns(level: LevelConfig) -> dict[str, dict[str, Any]]:
 
 
 def create_engine(credentials: str) -> sa.Engine:
-    """An engine for the source database that fails fast (and clearly) when it cannot be reached."""
-    register_secret(sa.make_url(credentials).password)
-    connect_args = {"connect_timeout": 10} if credentials.startswith("postgres") else {}
-    engine = sa.create_engine(credentials, connect_args=connect_args, pool_pre_ping=True)
+    """An engine for the source database that fails fast (and clearly) when it cannot be reached.
+
+    ``postgresql://`` URLs use psycopg2 (installed with dlt's PostgreSQL destination)."""
     try:
+        url = sa.make_url(credentials)
+    except sa.exc.ArgumentError:
+        raise ConfigurationError(
+            "sources.registration.credentials is not a SQLAlchemy URL (e.g. postgresql://user:pw@host/db)"
+        ) from None
+    register_secret(url.password)
+    if url.drivername in ("postgresql", "postgres"):
+        url = url.set(drivername="postgresql+psycopg2")
+    location = url.render_as_string(hide_password=True)
+    connect_args = {"connect_timeout": 10} if url.drivername.startswith("postgresql") else {}
+    try:
+        engine = sa.create_engine(url, connect_args=connect_args, pool_pre_ping=True)
         with engine.connect():
             pass
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"the driver for {location} is not installed ({exc.name}): add it to the project's dependencies"
+        ) from None
     except sa.exc.SQLAlchemyError as exc:
-        location = sa.make_url(credentials).render_as_string(hide_password=True)
         reason = redact(str(getattr(exc, "orig", None) or exc).strip().splitlines()[0])
         raise ConfigurationError(
             f"cannot reach the registration source database {location}: {reason}"
@@ -102,6 +116,7 @@ def registration(
         if level.name not in wanted:
             continue
         rows = {} if full_refresh else dict((stored or {}).get(level.name, {}))
+        stats.part(f"registration.{level.name}")  # every level read is audited, even with nothing new
         reader = sql_table(
             credentials=engine,
             table=level.table,
@@ -111,7 +126,12 @@ def registration(
             reflection_level="minimal",
             included_columns=list(level.columns),
             incremental=(
-                dlt.sources.incremental(level.updated_at_column, row_order="asc")
+                dlt.sources.incremental(
+                    # rows without a timestamp are read every run (and loaded only when changed)
+                    level.updated_at_column,
+                    row_order="asc",
+                    on_cursor_value_missing="include",
+                )
                 if level.updated_at_column and not full_refresh
                 else None
             ),
