@@ -182,7 +182,7 @@ def reconcile(
         _fail(f"reconcile supports registration, not {source!r}")
     try:
         if county is not None:
-            from loaders.registration.helpers import normalise_code
+            from loaders.common.values import normalise_code
 
             county = normalise_code(county, 3)
         mismatches = print_reconciliation(Warehouse.from_env(target), limit, county)

@@ -75,6 +75,12 @@ def _registration(stats: LoadStats, options: RunOptions, warehouse: Warehouse) -
     )
 
 
+def _communities(stats: LoadStats, options: RunOptions, warehouse: Warehouse) -> Any:
+    from loaders.communities import communities
+
+    return communities(stats=stats, full_refresh=options.full_refresh)
+
+
 def _table_exists(cur: Any, schema: str, table: str) -> bool:
     cur.execute(
         "select count(*) from information_schema.tables where table_schema = "
@@ -141,6 +147,12 @@ SYNCS: dict[str, Sync] = {
             "raw_registration",
             "voter registration by county, constituency, ward and polling station",
             _registration,
+        ),
+        Sync(
+            "communities",
+            "raw_communities",
+            "community records per barangay (Philippines)",
+            _communities,
         ),
     )
 }

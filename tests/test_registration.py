@@ -11,9 +11,9 @@ from typer.testing import CliRunner
 from flows.cli import app
 from flows.main import RunSummary, run
 from loaders.common.quarantine import LoadStats
+from loaders.common.values import normalise_code
 from loaders.common.warehouse import Warehouse
 from loaders.registration import samples
-from loaders.registration.helpers import normalise_code
 from loaders.registry import RunOptions, run_sync
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")

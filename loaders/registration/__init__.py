@@ -25,8 +25,9 @@ import sqlalchemy as sa
 from dlt.sources.sql_database import sql_table
 
 from loaders.common.quarantine import LoadStats, quarantined, rejection
+from loaders.common.values import figure, normalise_code, row_hash
 from loaders.common.warehouse import ConfigurationError, redact, register_secret
-from loaders.registration.helpers import LevelConfig, figure, normalise_code, row_hash
+from loaders.registration.helpers import LevelConfig
 from loaders.registration.settings import (
     CODE,
     DEFAULT_CHUNK_SIZE,

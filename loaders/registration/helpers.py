@@ -1,17 +1,13 @@
-"""Level configuration, code normalisation and change detection for the registration source."""
+"""Level configuration of the registration source."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any
 
 from loaders.common.warehouse import ConfigurationError
 
-_DIGITS = re.compile(r"\d+")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -72,45 +68,3 @@ class LevelConfig:
             raise ConfigurationError(
                 f"[[sources.registration.levels]] entry {entry.get('name', '?')!r} lacks {exc.args[0]!r}"
             ) from None
-
-
-def normalise_code(value: Any, width: int) -> str:
-    """A code as zero-padded digits of ``width``: ``1``, ``"1"``, ``"001"``, ``1.0`` -> ``"001"``.
-
-    Raises ``ValueError`` (the quarantine reason) for an empty, non-numeric or too-long code."""
-    if value is None:
-        raise ValueError("code is missing")
-    if isinstance(value, bool):
-        raise ValueError(f"code {value!r} is not a number")
-    if isinstance(value, float | Decimal):
-        if value != int(value):
-            raise ValueError(f"code {value!r} is not a whole number")
-        value = int(value)
-    text = str(value).strip()
-    if not _DIGITS.fullmatch(text):
-        raise ValueError(f"code {text[:40]!r} is not made of digits")
-    digits = text.lstrip("0") or "0"
-    if len(digits) > width:
-        raise ValueError(f"code {text!r} is longer than {width} digits")
-    return digits.zfill(width)
-
-
-def figure(value: Any, column: str) -> int | None:
-    """A count: a whole number at least 0, or None when the source has none."""
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    if isinstance(value, bool):
-        raise ValueError(f"{column} {value!r} is not a count")
-    try:
-        number = Decimal(str(value).strip())
-    except ArithmeticError:
-        raise ValueError(f"{column} {str(value)[:40]!r} is not a number") from None
-    if number != number.to_integral_value() or number < 0:
-        raise ValueError(f"{column} {value!r} is not a whole number at least 0")
-    return int(number)
-
-
-def row_hash(row: dict[str, Any], columns: tuple[str, ...]) -> str:
-    """A digest of the row's content (not its timestamps), to tell changed rows from unchanged ones."""
-    payload = json.dumps([row.get(column) for column in columns], default=str, separators=(",", ":"))
-    return hashlib.blake2b(payload.encode(), digest_size=16).hexdigest()

@@ -1,0 +1,133 @@
+"""Community records: barangay-level figures from CSV files, incremental on ``updated_at``.
+
+Every ``*.csv`` under ``sources.communities.files_path`` is read (sorted by name); a record is loaded when
+its ``updated_at`` is at or after the cursor (dlt state, kept in the warehouse), merged on ``record_id``
+(the latest ``updated_at`` wins). Soft-deleted records (``is_deleted``) are loaded as such; the rollups
+leave them out. A record whose barangay code is not a PSGC barangay, or whose figures, flag or timestamp
+cannot be read, goes to ``rejected_rows`` with the file, line and reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import dlt
+
+from loaders.common.quarantine import LoadStats, quarantined, rejection
+from loaders.common.values import row_hash
+from loaders.common.warehouse import ROOT, ConfigurationError
+from loaders.communities.helpers import barangay_codes, checked_record, read_records
+from loaders.communities.settings import DEFAULT_FIGURES
+
+MERGE = {"disposition": "merge", "strategy": "delete-insert"}
+BATCH = 10_000
+
+
+def record_columns(figures: Sequence[str]) -> dict[str, dict[str, Any]]:
+    columns: dict[str, dict[str, Any]] = {
+        "record_id": {"data_type": "text"},
+        "barangay_code": {"data_type": "text"},
+    }
+    columns.update({name: {"data_type": "bigint"} for name in figures})
+    columns["is_deleted"] = {"data_type": "bool"}
+    columns["updated_at"] = {"data_type": "timestamp", "dedup_sort": "desc"}
+    columns["source_file"] = {"data_type": "text"}
+    columns["_loaded_at"] = {"data_type": "timestamp"}
+    return columns
+
+
+@dlt.source(name="communities", max_table_nesting=0)
+def communities(
+    files_path: str = dlt.config.value,
+    key_column: str = "record_id",
+    barangay_code_column: str = "barangay_code",
+    figures: list[str] | None = None,
+    stats: LoadStats | None = None,
+    full_refresh: bool = False,
+) -> Any:
+    folder = Path(files_path)
+    folder = folder if folder.is_absolute() else ROOT / folder
+    if not folder.is_dir():
+        raise ConfigurationError(
+            f"community records folder {folder} does not exist: set sources.communities.files_path"
+        )
+    names = tuple(figures or DEFAULT_FIGURES)
+    stats = stats if stats is not None else LoadStats()
+    known = barangay_codes()
+    hashed = ("record_id", "barangay_code", *names, "is_deleted", "updated_at")
+
+    @dlt.resource(
+        name="records",
+        table_name="records",
+        write_disposition=MERGE,
+        primary_key="record_id",
+        columns=record_columns(names),
+    )
+    def records() -> Iterator[Any]:
+        # The cursor: the latest updated_at loaded, and the records loaded at exactly that time (so a
+        # record written later with the same timestamp is still read, and the same one is not reloaded).
+        state = dlt.current.resource_state()
+        cursor = None if full_refresh or not state.get("cursor") else datetime.fromisoformat(state["cursor"])
+        at_cursor = set() if full_refresh else set(state.get("at_cursor", []))
+        latest, latest_ids = cursor, set(at_cursor)
+        loaded_at = datetime.now(UTC)
+        for path in sorted(folder.glob("*.csv")):
+            good: list[dict[str, Any]] = []
+            bad: list[dict[str, Any]] = []
+            for line, record in read_records(path):
+                stats.read += 1
+                try:
+                    row = checked_record(
+                        record,
+                        key_column=key_column,
+                        code_column=barangay_code_column,
+                        figures=names,
+                        known=known,
+                    )
+                except ValueError as exc:
+                    bad.append(
+                        rejection(
+                            source_name="communities",
+                            locator=f"{path.name}:{line}",
+                            raw_record=record,
+                            reason=str(exc),
+                            rejected_at=loaded_at,
+                            source_file=str(path),
+                            source_line=line,
+                        )
+                    )
+                    continue
+                moment = row["updated_at"]
+                fingerprint = row_hash(row, hashed)
+                if cursor is not None and (
+                    moment < cursor or (moment == cursor and fingerprint in at_cursor)
+                ):
+                    stats.unchanged += 1
+                    continue
+                if latest is None or moment > latest:
+                    latest, latest_ids = moment, {fingerprint}
+                elif moment == latest:
+                    latest_ids.add(fingerprint)
+                row["source_file"] = path.name
+                row["_loaded_at"] = loaded_at
+                good.append(row)
+                if len(good) >= BATCH:
+                    stats.loaded += len(good)
+                    yield good
+                    good = []
+            stats.loaded += len(good)
+            if good:
+                yield good
+            if bad:
+                stats.rejected += len(bad)
+                yield quarantined(bad)
+        stats.part("communities.records", processed=stats.read, rejected=stats.rejected)
+        if latest is not None:
+            state["cursor"] = latest.isoformat()
+            state["at_cursor"] = sorted(latest_ids)
+            stats.cursor = latest.isoformat()
+
+    return records
