@@ -40,6 +40,25 @@ def _fail(message: str) -> None:
     raise typer.Exit(code=1)
 
 
+YesOption = Annotated[
+    bool,
+    typer.Option(
+        "--yes", "-y", help="Write to a warehouse marked production (ELT_PRODUCTION) without asking."
+    ),
+]
+
+
+def _confirm_writes(warehouse: Warehouse, yes: bool, what: str) -> None:
+    """A warehouse marked production (ELT_PRODUCTION=true) is written to only with --yes, or after a yes
+    typed at a terminal."""
+    if not warehouse.production or yes:
+        return
+    question = f"{warehouse.describe()} is marked production (ELT_PRODUCTION). {what}?"
+    if sys.stdin.isatty() and typer.confirm(question, default=False):
+        return
+    _fail(f"{warehouse.describe()} is marked production: {what.lower()} needs --yes (or a yes at a terminal)")
+
+
 @app.command()
 def run(
     source: Annotated[
@@ -66,6 +85,7 @@ def run(
             help="Registration levels to read, comma-separated (e.g. counties,wards); all when omitted.",
         ),
     ] = None,
+    yes: YesOption = False,
 ) -> None:
     """Load the selected sources, run dbt build and the expectations, record the outcome."""
     _setup_environment()
@@ -74,6 +94,7 @@ def run(
 
     selected_levels = [name.strip() for name in levels.split(",") if name.strip()] if levels else None
     try:
+        _confirm_writes(Warehouse.from_env(target), yes, "Load and build")
         summary = run_flow(source, target, full_refresh, days, selected_levels)
     except ConfigurationError as exc:
         _fail(str(exc))
@@ -109,6 +130,7 @@ def demo(
     from flows.main import run as run_flow
     from flows.main import scoped_env
     from flows.report import print_reconciliation, print_row_counts, print_status, print_summary, row_counts
+    from loaders.communities import samples as community_samples
     from loaders.odk_central import fake_central
     from loaders.odk_central import samples as odk_samples
     from loaders.registration import samples as registration_samples
@@ -120,6 +142,7 @@ def demo(
     registration_url = f"sqlite:///{registration_db}"
     built = registration_samples.build_source_database(registration_url)
     registration_samples.plant_faults(registration_url, at=registration_samples.FAULTS_AT)
+    community_records = community_samples.generate(samples / "communities")
     api_key = secrets.token_urlsafe(24)  # fresh secrets per demo; never written anywhere
     odk_user, odk_password = "demo@example.org", secrets.token_urlsafe(16)
     central = fake_central.FakeCentral(users={odk_user: odk_password}, start_time=odk_samples.DEMO_CLOCK)
@@ -163,6 +186,36 @@ def demo(
     print_reconciliation(warehouse)
     if not summary.success:
         _fail(f"demo failed: {', '.join(summary.failed)}")
+    _demo_coverage(warehouse, samples, community_records.records)
+
+
+def _demo_coverage(warehouse: Warehouse, samples: Path, first_batch: int) -> None:
+    """A later batch of community records is loaded; the coverage rebuild is previewed, then applied."""
+    from flows.coverage import apply, preview
+    from flows.main import load_source, scoped_env
+    from flows.report import print_coverage_changes
+    from loaders.communities import samples as community_samples
+    from loaders.registry import RunOptions
+
+    count = community_samples.write_update(samples / "communities")
+    typer.echo(
+        f"\nCommunity coverage: {first_batch:,} records were loaded above; a later batch of {count} "
+        "arrives (revised figures, one record deleted) and is loaded without publishing:"
+    )
+    with scoped_env({"SOURCES__COMMUNITIES__FILES_PATH": str(samples / "communities")}):
+        loaded = load_source.fn("communities", warehouse, RunOptions())
+    typer.echo(f"  read {loaded.read}, loaded {loaded.loaded}, rejected {loaded.rejected}; {loaded.detail}")
+    typer.echo("\n$ elt coverage --dry-run")
+    print_coverage_changes(preview(warehouse))
+    typer.echo("Nothing was published (the preview was built in a scratch schema, now dropped).")
+    typer.echo("\n$ elt coverage")
+    print_coverage_changes(preview(warehouse))
+    result = apply(warehouse)
+    if not result.success:
+        _fail(f"publishing the coverage rollups failed: {result.message()}")
+    typer.echo(
+        f"Published: {result.passed} nodes built or passed (audit.rpt_coverage_changes has the history)."
+    )
 
 
 @app.command()
@@ -196,6 +249,103 @@ def reconcile(
         _fail(f"{mismatches} areas do not reconcile")
 
 
+@app.command()
+def coverage(
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Build into a scratch schema and show the changes; publish nothing."),
+    ] = False,
+    region: Annotated[
+        str | None, typer.Option(help="Only this region's changes (PSGC code, e.g. 1000000000 or 10).")
+    ] = None,
+    sample: Annotated[int, typer.Option(min=0, help="Changed rows to show per level.")] = 5,
+    target: TargetOption = None,
+    yes: YesOption = False,
+) -> None:
+    """Rebuild the community coverage rollups from the loaded records, or preview it with --dry-run."""
+    _setup_environment()
+    from flows.coverage import CoverageError, apply, preview
+    from flows.report import print_coverage_changes
+
+    try:
+        warehouse = Warehouse.from_env(target)
+        if region is not None:
+            region = _region_code(region)
+        if not dry_run:
+            _confirm_writes(warehouse, yes, "Publish the coverage rollups")
+        changes = preview(warehouse, region, sample)
+    except (ConfigurationError, CoverageError) as exc:
+        _fail(str(exc))
+        return
+    where = f" in region {region}" if region else ""
+    heading = "Dry run: a rebuild would change" if dry_run else "Applying: the rebuild changes"
+    typer.echo(f"{heading}{where} ({warehouse.describe()}):")
+    print_coverage_changes(changes)
+    if dry_run:
+        typer.echo("Nothing was published (the preview was built in a scratch schema, now dropped).")
+        return
+    result = apply(warehouse)
+    if not result.success:
+        _fail(f"publishing the coverage rollups failed: {result.message()}")
+    typer.echo(
+        f"Published: {result.passed} nodes built or passed; the changes are in audit.rpt_coverage_changes."
+    )
+
+
+def _region_code(value: str) -> str:
+    from loaders.common.values import normalise_code
+
+    text = value.strip()
+    try:
+        code = normalise_code(text, 2) + "00000000" if len(text) <= 2 else normalise_code(text, 10)
+    except ValueError as exc:
+        raise ConfigurationError(f"--region: {exc}") from None
+    return code
+
+
+@app.command()
+def backup(
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where to write it (PostgreSQL: a pg_dump file; DuckDB: a folder). Default data/backups/."
+        ),
+    ] = None,
+    target: TargetOption = None,
+) -> None:
+    """Back up the whole warehouse (pg_dump, or DuckDB's EXPORT DATABASE); `elt restore` reads it back."""
+    _setup_environment()
+    from flows.backup import backup as write_backup
+
+    try:
+        path = write_backup(Warehouse.from_env(target), output)
+    except ConfigurationError as exc:
+        _fail(str(exc))
+        return
+    typer.echo(f"Backup written to {path}")
+
+
+@app.command()
+def restore(
+    path: Annotated[Path, typer.Argument(help="A backup written by `elt backup`.")],
+    target: TargetOption = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Replace the warehouse's contents.")] = False,
+) -> None:
+    """Replace the warehouse's contents with a backup (always asks for --yes)."""
+    _setup_environment()
+    from flows.backup import restore as read_backup
+
+    try:
+        warehouse = Warehouse.from_env(target)
+        if not yes:
+            _fail(f"restoring replaces everything in {warehouse.describe()}: pass --yes")
+        read_backup(warehouse, path)
+    except ConfigurationError as exc:
+        _fail(str(exc))
+        return
+    typer.echo(f"Restored {warehouse.describe()} from {path}")
+
+
 state_app = typer.Typer(help="Inspect and seed the sources' incremental state.", no_args_is_help=True)
 app.add_typer(state_app, name="state")
 
@@ -210,6 +360,7 @@ def set_cursor(
     ] = None,
     timestamp: Annotated[str | None, typer.Option("--timestamp", help="An ISO 8601 timestamp.")] = None,
     target: TargetOption = None,
+    yes: YesOption = False,
 ) -> None:
     """Seed a form's cursor so a team switching over does not download everything again."""
     _setup_environment()
@@ -222,6 +373,7 @@ def set_cursor(
     try:
         moment = read_cursor_file(from_file) if from_file else parse_cursor(timestamp or "")
         warehouse = Warehouse.from_env(target)
+        _confirm_writes(warehouse, yes, "Set the cursor")
         set_resource_cursor(
             warehouse,
             pipeline_name="odk_central",
@@ -283,6 +435,7 @@ def _sample_paths(samples: Path) -> dict[str, str]:
         source["path"] = str(samples / relative)
     users = Path(config["sources"]["sales_users"]["users_path"]).relative_to("data/samples")
     return {
+        "SOURCES__COMMUNITIES__FILES_PATH": str(samples / "communities"),
         "SOURCES__SALES_CSV__FILE_SOURCES": json.dumps(file_sources),
         "SOURCES__SALES_USERS__USERS_PATH": str(samples / users),
     }

@@ -188,35 +188,17 @@ def available_dbt_sources(warehouse: Warehouse) -> list[str]:
 
 @task(name="dbt-build", timeout_seconds=3600)
 def dbt_build(warehouse: Warehouse, full_refresh: bool = False) -> StepOutcome:
-    """``dbt build`` in-process (one process holds the DuckDB file at a time)."""
-    from dbt.cli.main import dbtRunner
+    """``dbt build`` of the sources present (and their seeds), in-process."""
+    from flows.dbt import invoke
 
     run = audit.SyncRun(sync_type="dbt_build", flow_run_id=_flow_run_id())
-    args = [
-        "build",
-        "--project-dir",
-        str(ROOT),
-        "--profiles-dir",
-        str(ROOT / "profiles"),
-        "--target",
-        warehouse.target,
-        "--quiet",
-    ]
-    if full_refresh:
-        args.append("--full-refresh")
     sources = available_dbt_sources(warehouse)
     seeds = [f"path:seeds/{name}" for name in sources if (ROOT / "seeds" / name).is_dir()]
-    args += ["--select", *(f"source:{name}+" for name in sources), *seeds]
-    with warehouse_env(warehouse):
-        result = dbtRunner().invoke(args)
-    nodes = list(result.result or []) if result.result is not None else []
-    failures = [
-        f"{node.node.name}: {redact(str(node.message))}"
-        for node in nodes
-        if str(node.status) in {"error", "fail", "runtime error"}
-    ]
-    run.records_processed = sum(1 for node in nodes if str(node.status) in {"success", "pass"})
-    run.metadata = {"nodes": len(nodes), "failures": failures[:20]}
+    result = invoke(
+        warehouse, "build", [*(f"source:{name}+" for name in sources), *seeds], full_refresh=full_refresh
+    )
+    run.records_processed = result.passed
+    run.metadata = {"nodes": result.nodes, "failures": result.failures[:20]}
     if result.success:
         _record(warehouse, run.succeed())
         return StepOutcome(
@@ -225,8 +207,7 @@ def dbt_build(warehouse: Warehouse, full_refresh: bool = False) -> StepOutcome:
             detail=f"{run.records_processed} nodes built or passed",
             duration_seconds=run.duration_seconds,
         )
-    message = "; ".join(failures) or redact(str(result.exception or "dbt build failed"))
-    _record(warehouse, run.fail(f"dbt build failed: {message}"))
+    _record(warehouse, run.fail(f"dbt build failed: {result.message()}"))
     return StepOutcome(
         name="dbt_build",
         status="error",
@@ -267,7 +248,7 @@ def check_expectations(warehouse: Warehouse) -> StepOutcome:
 
 
 @task(name="rollups", timeout_seconds=600)
-def rollups(warehouse: Warehouse) -> StepOutcome | None:
+def rollups(warehouse: Warehouse, coverage_since: Any = None) -> StepOutcome | None:
     """Audit each rollup as a sync type; report reconciliation mismatches and demographic exceptions."""
     from flows.rollups import ROLLUPS, record_rollups
 
@@ -275,13 +256,13 @@ def rollups(warehouse: Warehouse) -> StepOutcome | None:
     if not sources:
         return None
     try:
-        rows, findings = record_rollups(warehouse, sources, _flow_run_id())
+        rows, findings, notes = record_rollups(warehouse, sources, _flow_run_id(), coverage_since)
     except Exception as exc:
         return StepOutcome(name="rollups", status="error", error=_root_cause(exc))
     return StepOutcome(
         name="rollups",
         status="warning" if findings else "success",
-        detail="; ".join([f"{rows} rollup rows", *findings]),
+        detail="; ".join([f"{rows} rollup rows", *findings, *notes]),
     )
 
 
@@ -309,10 +290,13 @@ def main_flow(
         else:
             summary.steps.append(StepOutcome(name=name, status="error", error=_state_error(state)))
 
+    from flows.rollups import coverage_mark
+
+    coverage_since = coverage_mark(warehouse)
     built = dbt_build(warehouse, full_refresh)
     summary.steps.append(built)
     if built.status == "success":
-        rolled = rollups(warehouse)
+        rolled = rollups(warehouse, coverage_since)
         if rolled is not None:
             summary.steps.append(rolled)
         summary.steps.append(check_expectations(warehouse))

@@ -97,6 +97,10 @@ DEMO_TABLES = (
     "raw_registration.polling_stations",
     "marts.dim_wards",
     "audit.rpt_registration_reconciliation",
+    "raw_communities.records",
+    "raw_communities.rejected_rows",
+    "marts.agg_municipality_coverage",
+    "marts.agg_province_coverage",
 )
 
 
@@ -157,3 +161,17 @@ def print_reconciliation(warehouse: Warehouse, limit: int = 50, county: str | No
     if len(rows) > limit:
         typer.echo(f"... and {len(rows) - limit} more (audit.rpt_registration_reconciliation)")
     return len(rows)
+
+
+def print_coverage_changes(changes: list[Any]) -> None:
+    """Per level: rows created, updated, removed and unchanged, then a sample of the changed rows."""
+    typer.echo(
+        _table(
+            ["level", "created", "updated", "removed", "unchanged"],
+            [[c.admin_level, c.created, c.updated, c.removed, c.unchanged] for c in changes],
+        )
+    )
+    sample = [[c.admin_level, *row] for c in changes for row in c.sample]
+    if sample:
+        typer.echo("Sample of the changes (estimated population):")
+        typer.echo(_table(["level", "change", "code", "published", "new"], sample))

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from loaders.common import audit
 from loaders.common.warehouse import Warehouse
@@ -29,6 +30,11 @@ ROLLUPS: dict[str, tuple[Rollup, ...]] = {
         Rollup("registration.rollup.counties", "marts.dim_counties"),
         Rollup("registration.demographics", "marts.agg_demographics_by_area"),
     ),
+    "communities": (
+        Rollup("communities.rollup.municipalities", "marts.agg_municipality_coverage"),
+        Rollup("communities.rollup.provinces", "marts.agg_province_coverage"),
+        Rollup("communities.rollup.regions", "marts.agg_region_coverage"),
+    ),
 }
 FINDINGS: dict[str, tuple[Finding, ...]] = {
     "registration": (
@@ -46,13 +52,46 @@ FINDINGS: dict[str, tuple[Finding, ...]] = {
 }
 
 
+def coverage_mark(warehouse: Warehouse) -> Any:
+    """The latest coverage change recorded so far (None before the first), read before dbt build so the
+    run can report its own changes afterwards."""
+    try:
+        return warehouse.query("select max(changed_at) from audit.rpt_coverage_changes")[0][0]
+    except Exception:  # not built yet
+        return None
+
+
+def coverage_changes(warehouse: Warehouse, since: Any) -> str | None:
+    """``coverage rows created/updated/removed: municipality 3/5/0, ...`` for the changes after ``since``."""
+    try:
+        sql = (
+            "select admin_level, sum(created_count), sum(updated_count), sum(removed_count) "
+            "from audit.rpt_coverage_changes"
+        )
+        params: tuple[Any, ...] = ()
+        if since is not None:
+            sql += f" where changed_at > {warehouse.paramstyle}"
+            params = (since,)
+        rows = warehouse.query(sql + " group by admin_level", params)
+    except Exception:  # the snapshot was not built
+        return None
+    counts = {level: (int(c), int(u), int(r)) for level, c, u, r in rows}
+    parts = [
+        f"{level} {'/'.join(map(str, counts.get(level, (0, 0, 0))))}"
+        for level in ("municipality", "province", "region")
+    ]
+    return "coverage rows created/updated/removed: " + ", ".join(parts)
+
+
 def record_rollups(
-    warehouse: Warehouse, sources: list[str], flow_run_id: str | None = None
-) -> tuple[int, list[str]]:
-    """Audit one row per rollup of the ``sources`` (records = its rows); return the rollups' rows and
-    the findings as sentences (``3 areas do not reconcile (elt reconcile registration)``)."""
+    warehouse: Warehouse, sources: list[str], flow_run_id: str | None = None, coverage_since: Any = None
+) -> tuple[int, list[str], list[str]]:
+    """Audit one row per rollup of the ``sources`` (records = its rows); return the rollups' rows, the
+    findings as sentences (``3 areas do not reconcile (elt reconcile registration)``) and notes (the
+    coverage changes of this run)."""
     rows = 0
     findings: list[str] = []
+    notes: list[str] = []
     for source in sources:
         for rollup in ROLLUPS.get(source, ()):
             run = audit.SyncRun(sync_type=rollup.sync_type, flow_run_id=flow_run_id)
@@ -68,4 +107,8 @@ def record_rollups(
             count = int(warehouse.query(finding.sql)[0][0])
             if count:
                 findings.append(f"{count} {finding.what} ({finding.where})")
-    return rows, findings
+        if source == "communities":
+            changed = coverage_changes(warehouse, coverage_since)
+            if changed:
+                notes.append(changed)
+    return rows, findings, notes

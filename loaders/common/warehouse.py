@@ -36,6 +36,7 @@ class Warehouse:
     pg_password: str = ""
     pg_database: str = "elt"
     pg_sslmode: str = "prefer"
+    production: bool = False  # ELT_PRODUCTION: commands that write ask for --yes
 
     def __repr__(self) -> str:
         return f"Warehouse({self.describe()})"
@@ -44,6 +45,7 @@ class Warehouse:
     def from_env(cls, target: str | None = None) -> Warehouse:
         """Read the target from ``ELT_TARGET`` (or the argument) and its settings from ``ELT_*``."""
         target = target or os.environ.get("ELT_TARGET", "duckdb")
+        production = os.environ.get("ELT_PRODUCTION", "").strip().lower() in {"1", "true", "yes", "on"}
         if target not in TARGETS:
             raise ConfigurationError(
                 f"unknown target {target!r}: use one of {', '.join(TARGETS)} (ELT_TARGET or --target)"
@@ -52,7 +54,7 @@ class Warehouse:
             path = Path(os.environ.get("ELT_DUCKDB_PATH", DEFAULT_DUCKDB_PATH))
             if not path.is_absolute():
                 path = ROOT / path
-            return cls(target="duckdb", duckdb_path=path)
+            return cls(target="duckdb", duckdb_path=path, production=production)
         try:
             port = int(os.environ.get("ELT_PG_PORT", "5432"))
         except ValueError as exc:
@@ -65,6 +67,7 @@ class Warehouse:
             pg_password=os.environ.get("ELT_PG_PASSWORD", ""),
             pg_database=os.environ.get("ELT_PG_DATABASE", "elt"),
             pg_sslmode=os.environ.get("ELT_PG_SSLMODE", "prefer"),
+            production=production,
         )
 
     def describe(self) -> str:
@@ -75,7 +78,7 @@ class Warehouse:
 
     def env(self) -> dict[str, str]:
         """The environment dbt's profile and the checks read for this target."""
-        values = {"ELT_TARGET": self.target}
+        values = {"ELT_TARGET": self.target, "ELT_PRODUCTION": "true" if self.production else "false"}
         if self.target == "duckdb":
             values["ELT_DUCKDB_PATH"] = str(self.duckdb_path)
         else:

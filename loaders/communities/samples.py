@@ -78,3 +78,22 @@ def generate(root: Path, regions: tuple[str, ...] | None = DEMO_REGIONS, seed: i
             writer.writerows(rows)
         records += len(rows)
     return Generated(root=root, records=records, deleted=deleted, bad=len(BAD_RECORDS))
+
+
+def write_update(root: Path, changed: int = 12, regions: tuple[str, ...] | None = DEMO_REGIONS) -> int:
+    """A later batch (``records_update.csv``): revised figures for ``changed`` barangays spread over the
+    regions, and one record soft-deleted; returns the number of records in it."""
+    chosen = barangays(regions)[:: max(1, len(barangays(regions)) // changed)][:changed]
+    moment = (WRITTEN_AT + timedelta(days=30)).isoformat().replace("+00:00", "Z")
+    rows = []
+    for index, barangay in enumerate(chosen):
+        code = barangay["psgc_code_10"]
+        deleted = index == len(chosen) - 1
+        rows.append(
+            [f"CR-{code}", code, str(1000 + 37 * index), str(250 + 9 * index), str(deleted).lower(), moment]
+        )
+    with (root / "records_update.csv").open("w", newline="", encoding="utf-8") as file:
+        writer = csv.writer(file)
+        writer.writerow(HEADER)
+        writer.writerows(rows)
+    return len(rows)

@@ -1,0 +1,116 @@
+"""Backups of the warehouse: ``pg_dump`` (custom format) for PostgreSQL, ``EXPORT DATABASE`` for DuckDB.
+
+Restore (documented in the README, tested in tests/test_backup.py):
+
+* PostgreSQL: ``elt restore FILE.dump --yes`` runs ``pg_restore --clean --if-exists --no-owner`` into the
+  configured database (by hand: ``pg_restore --clean --if-exists --no-owner -d DB FILE.dump``).
+* DuckDB: ``elt restore FOLDER --yes`` moves the current file aside (``<file>.before-restore``) and runs
+  ``IMPORT DATABASE 'FOLDER'`` into a new one (by hand: ``duckdb NEW.duckdb "IMPORT DATABASE 'FOLDER'"``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from datetime import UTC, datetime
+from pathlib import Path
+
+from loaders.common.warehouse import ROOT, ConfigurationError, Warehouse, redact
+
+BACKUP_DIR = ROOT / "data" / "backups"
+
+
+def _pg_tool(name: str) -> str:
+    found = shutil.which(name)
+    if found:
+        return found
+    from loaders.common.pgserver import find_bindir
+
+    try:
+        return str(find_bindir() / name)
+    except RuntimeError as exc:
+        raise ConfigurationError(f"{name} not found: install the PostgreSQL client ({exc})") from None
+
+
+def _pg_env(warehouse: Warehouse) -> dict[str, str]:
+    """libpq settings through the environment, so the password is never on a command line."""
+    return os.environ | {
+        "PGHOST": warehouse.pg_host,
+        "PGPORT": str(warehouse.pg_port),
+        "PGUSER": warehouse.pg_user,
+        "PGPASSWORD": warehouse.pg_password,
+        "PGDATABASE": warehouse.pg_database,
+        "PGSSLMODE": warehouse.pg_sslmode,
+    }
+
+
+def _run(argv: list[str], warehouse: Warehouse) -> None:
+    done = subprocess.run(argv, env=_pg_env(warehouse), capture_output=True, text=True)
+    if done.returncode != 0:
+        reason = redact(
+            (done.stderr or done.stdout).strip().splitlines()[-1] if (done.stderr or done.stdout) else ""
+        )
+        raise ConfigurationError(f"{Path(argv[0]).name} failed (exit {done.returncode}): {reason}")
+
+
+def default_path(warehouse: Warehouse) -> Path:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    if warehouse.target == "postgres":
+        return BACKUP_DIR / f"{warehouse.pg_database}-{stamp}.dump"
+    assert warehouse.duckdb_path is not None
+    return BACKUP_DIR / f"{warehouse.duckdb_path.stem}-{stamp}"
+
+
+def backup(warehouse: Warehouse, path: Path | None = None) -> Path:
+    """Write a backup of the whole warehouse to ``path`` (a file for PostgreSQL, a folder for DuckDB)."""
+    path = path or default_path(warehouse)
+    if path.exists():
+        raise ConfigurationError(f"{path} already exists: choose a new path for the backup")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if warehouse.target == "postgres":
+        _run([_pg_tool("pg_dump"), "--format=custom", "--no-owner", f"--file={path}"], warehouse)
+        return path
+    import duckdb
+
+    assert warehouse.duckdb_path is not None
+    if not warehouse.duckdb_path.exists():
+        raise ConfigurationError(f"{warehouse.duckdb_path} does not exist: nothing to back up")
+    with duckdb.connect(str(warehouse.duckdb_path), read_only=True) as conn:
+        conn.execute(f"export database '{path}' (format parquet)")
+    return path
+
+
+def restore(warehouse: Warehouse, path: Path) -> None:
+    """Replace the warehouse's contents with the backup at ``path``."""
+    if not path.exists():
+        raise ConfigurationError(f"{path} does not exist")
+    if warehouse.target == "postgres":
+        if not path.is_file():
+            raise ConfigurationError(f"{path} is not a pg_dump file")
+        _run(
+            [
+                _pg_tool("pg_restore"),
+                "--clean",
+                "--if-exists",
+                "--no-owner",
+                "--single-transaction",
+                f"--dbname={warehouse.pg_database}",
+                str(path),
+            ],
+            warehouse,
+        )
+        return
+    import duckdb
+
+    if not (path / "schema.sql").is_file():
+        raise ConfigurationError(f"{path} is not a DuckDB EXPORT DATABASE folder (no schema.sql)")
+    assert warehouse.duckdb_path is not None
+    target = warehouse.duckdb_path
+    staged = target.with_name(f"{target.name}.restoring")
+    staged.unlink(missing_ok=True)
+    with duckdb.connect(str(staged)) as conn:
+        conn.execute(f"import database '{path}'")
+    if target.exists():
+        os.replace(target, target.with_name(f"{target.name}.before-restore"))
+    os.replace(staged, target)

@@ -1,0 +1,69 @@
+"""dbt in-process (one process holds a DuckDB file at a time), pointed at a warehouse."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from loaders.common.warehouse import ROOT, Warehouse, redact
+
+
+@dataclass
+class DbtResult:
+    success: bool
+    nodes: int = 0
+    passed: int = 0
+    failures: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    def message(self) -> str:
+        return "; ".join(self.failures) or self.error or "dbt failed"
+
+
+def invoke(
+    warehouse: Warehouse,
+    command: str,
+    select: list[str],
+    *,
+    exclude: list[str] | None = None,
+    full_refresh: bool = False,
+    variables: dict[str, str] | None = None,
+) -> DbtResult:
+    """``dbt <command> --select ...`` against ``warehouse`` (its ELT_* settings for the duration)."""
+    from dbt.cli.main import dbtRunner
+
+    from flows.main import warehouse_env
+
+    args = [
+        command,
+        "--project-dir",
+        str(ROOT),
+        "--profiles-dir",
+        str(ROOT / "profiles"),
+        "--target",
+        warehouse.target,
+        "--quiet",
+        "--select",
+        *select,
+    ]
+    if exclude:
+        args += ["--exclude", *exclude]
+    if full_refresh:
+        args.append("--full-refresh")
+    if variables:
+        args += ["--vars", json.dumps(variables)]
+    with warehouse_env(warehouse):
+        result = dbtRunner().invoke(args)
+    nodes = list(result.result or []) if result.result is not None else []
+    failures = [
+        f"{node.node.name}: {redact(str(node.message))}"
+        for node in nodes
+        if str(node.status) in {"error", "fail", "runtime error"}
+    ]
+    return DbtResult(
+        success=bool(result.success),
+        nodes=len(nodes),
+        passed=sum(1 for node in nodes if str(node.status) in {"success", "pass"}),
+        failures=failures,
+        error=None if result.success else redact(str(result.exception or "dbt failed")),
+    )
