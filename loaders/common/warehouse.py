@@ -166,7 +166,8 @@ class Warehouse:
         """Run one statement and return its rows (a convenience for reports and tests)."""
         with self.connect() as conn:
             cur = conn.cursor()
-            cur.execute(sql, params)
+            # no parameters: no placeholder parsing either (a literal % stays as written on PostgreSQL)
+            cur.execute(sql, params or None)
             return cur.fetchall() if cur.description else []
 
 
