@@ -187,43 +187,52 @@ def available_dbt_sources(warehouse: Warehouse) -> list[str]:
 
 
 @task(name="dbt-build", timeout_seconds=3600)
-def dbt_build(warehouse: Warehouse, full_refresh: bool = False) -> StepOutcome:
-    """``dbt build`` of the sources present (and their seeds), in-process."""
+def dbt_build(warehouse: Warehouse, full_refresh: bool = False) -> tuple[StepOutcome, list[str]]:
+    """``dbt build`` of the sources whose raw data changed since their last build (and their seeds),
+    in-process; returns the outcome and the sources built."""
+    from flows.build_plan import plan
     from flows.dbt import invoke
 
     run = audit.SyncRun(sync_type="dbt_build", flow_run_id=_flow_run_id())
-    sources = available_dbt_sources(warehouse)
-    seeds = [f"path:seeds/{name}" for name in sources if (ROOT / "seeds" / name).is_dir()]
+    build = plan(warehouse, available_dbt_sources(warehouse), full_refresh)
+    if not build.sources:
+        return StepOutcome(name="dbt_build", status="skipped", detail=build.reason), []
+    seeds = [f"path:seeds/{name}" for name in build.sources if (ROOT / "seeds" / name).is_dir()]
     result = invoke(
-        warehouse, "build", [*(f"source:{name}+" for name in sources), *seeds], full_refresh=full_refresh
+        warehouse,
+        "build",
+        [*(f"source:{name}+" for name in build.sources), *seeds],
+        full_refresh=full_refresh,
     )
     run.records_processed = result.passed
-    run.metadata = {"nodes": result.nodes, "failures": result.failures[:20]}
+    run.metadata = {"nodes": result.nodes, "failures": result.failures[:20], **build.metadata()}
     if result.success:
         _record(warehouse, run.succeed())
-        return StepOutcome(
+        outcome = StepOutcome(
             name="dbt_build",
             status="success",
-            detail=f"{run.records_processed} nodes built or passed",
+            detail=f"{run.records_processed} nodes built or passed ({build.reason})",
             duration_seconds=run.duration_seconds,
         )
+        return outcome, build.sources
     _record(warehouse, run.fail(f"dbt build failed: {result.message()}"))
-    return StepOutcome(
+    outcome = StepOutcome(
         name="dbt_build",
         status="error",
         error=run.error_message,
         duration_seconds=run.duration_seconds,
     )
+    return outcome, []
 
 
 @task(name="expectations", timeout_seconds=1800)
-def check_expectations(warehouse: Warehouse) -> StepOutcome:
-    """The Great Expectations suites for the marts; a failed expectation fails the run."""
+def check_expectations(warehouse: Warehouse, sources: list[str]) -> StepOutcome:
+    """The Great Expectations suites for the marts of ``sources``; a failed expectation fails the run."""
     run = audit.SyncRun(sync_type="expectations", flow_run_id=_flow_run_id())
     try:
         from flows.expectations import run_expectations
 
-        result = run_expectations(warehouse, sources=available_dbt_sources(warehouse))
+        result = run_expectations(warehouse, sources=sources)
     except Exception as exc:
         _record(warehouse, run.fail(_root_cause(exc)))
         return StepOutcome(name="expectations", status="error", error=run.error_message)
@@ -248,11 +257,12 @@ def check_expectations(warehouse: Warehouse) -> StepOutcome:
 
 
 @task(name="rollups", timeout_seconds=600)
-def rollups(warehouse: Warehouse, coverage_since: Any = None) -> StepOutcome | None:
-    """Audit each rollup as a sync type; report reconciliation mismatches and demographic exceptions."""
+def rollups(warehouse: Warehouse, built: list[str], coverage_since: Any = None) -> StepOutcome | None:
+    """Audit each rollup rebuilt as a sync type; report reconciliation mismatches and demographic
+    exceptions."""
     from flows.rollups import ROLLUPS, record_rollups
 
-    sources = [name for name in available_dbt_sources(warehouse) if name in ROLLUPS]
+    sources = [name for name in built if name in ROLLUPS]
     if not sources:
         return None
     try:
@@ -293,15 +303,16 @@ def main_flow(
     from flows.rollups import coverage_mark
 
     coverage_since = coverage_mark(warehouse)
-    built = dbt_build(warehouse, full_refresh)
+    built, built_sources = dbt_build(warehouse, full_refresh)
     summary.steps.append(built)
     if built.status == "success":
-        rolled = rollups(warehouse, coverage_since)
+        rolled = rollups(warehouse, built_sources, coverage_since)
         if rolled is not None:
             summary.steps.append(rolled)
-        summary.steps.append(check_expectations(warehouse))
+        summary.steps.append(check_expectations(warehouse, built_sources))
     else:
-        summary.steps.append(StepOutcome(name="expectations", status="skipped", detail="dbt build failed"))
+        reason = "dbt build failed" if built.status == "error" else "no model was rebuilt"
+        summary.steps.append(StepOutcome(name="expectations", status="skipped", detail=reason))
 
     outcome = audit.SyncRun(sync_type="elt_run", flow_run_id=_flow_run_id())
     outcome.records_processed = sum(step.loaded or 0 for step in summary.steps)

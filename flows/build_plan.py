@@ -1,0 +1,90 @@
+"""Which dbt sources a run must build: those whose raw data changed since their last successful build.
+
+A source is rebuilt when its raw schema holds a dlt load the last successful ``dbt_build`` did not see
+(the newest ``load_id`` in ``raw_<source>._dlt_loads``, recorded in that build's audit metadata), when
+the dbt project changed (a digest of models, macros, seeds, snapshots, data tests and
+``dbt_project.yml``), when the last build attempt failed, or on ``--full-refresh``. Everything is read
+from the warehouse, so a run that died after loading still gets its build on the next run. A run that
+changed nothing builds nothing: unchanged sources cost nothing downstream.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from loaders.common.warehouse import ROOT, Warehouse
+
+PROJECT_PATHS = ("models", "macros", "seeds", "snapshots", "tests/dbt")
+
+
+def project_fingerprint() -> str:
+    """A digest of everything dbt builds from (file names and contents)."""
+    digest = hashlib.sha256()
+    files = [ROOT / "dbt_project.yml"]
+    for folder in PROJECT_PATHS:
+        files += sorted(path for path in (ROOT / folder).rglob("*") if path.is_file())
+    for path in files:
+        digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def load_marks(warehouse: Warehouse, sources: list[str]) -> dict[str, str | None]:
+    """The newest completed dlt load per source (None for a schema without ``_dlt_loads``, e.g. audit)."""
+    marks: dict[str, str | None] = {}
+    for source in sources:
+        try:
+            rows = warehouse.query(f"select max(load_id) from raw_{source}._dlt_loads where status = 0")
+            marks[source] = rows[0][0]
+        except Exception:  # no dlt schema (audit)
+            marks[source] = None
+    return marks
+
+
+@dataclass
+class BuildPlan:
+    sources: list[str]
+    reason: str
+    fingerprint: str
+    marks: dict[str, str | None] = field(default_factory=dict)  # what the build will have seen
+
+    def metadata(self) -> dict[str, Any]:
+        return {"fingerprint": self.fingerprint, "load_marks": self.marks, "sources": self.sources}
+
+
+def last_build(warehouse: Warehouse) -> tuple[str | None, dict[str, Any]]:
+    """(status, metadata) of the latest dbt_build attempt; (None, {}) before the first."""
+    rows = warehouse.query(
+        "select status, metadata from audit.sync_runs where sync_type = 'dbt_build' "
+        "order by finished_at desc limit 1"
+    )
+    if not rows:
+        return None, {}
+    status, metadata = rows[0]
+    try:
+        return status, json.loads(metadata or "{}")
+    except ValueError:
+        return status, {}
+
+
+def plan(warehouse: Warehouse, present: list[str], full_refresh: bool = False) -> BuildPlan:
+    """The sources to build among ``present`` (those with raw data), and why."""
+    fingerprint = project_fingerprint()
+    marks = load_marks(warehouse, present)
+    status, previous = last_build(warehouse)
+    seen = previous.get("load_marks") or {}
+    if full_refresh:
+        return BuildPlan(present, "full refresh", fingerprint, marks)
+    if status is None:
+        return BuildPlan(present, "first build", fingerprint, marks)
+    if status != "success":
+        return BuildPlan(present, "the last build failed", fingerprint, marks)
+    if previous.get("fingerprint") != fingerprint:
+        return BuildPlan(present, "the dbt project changed", fingerprint, marks)
+    changed = [source for source in present if source not in seen or marks[source] != seen.get(source)]
+    merged = {source: marks[source] if source in changed else seen.get(source) for source in present}
+    if not changed:
+        return BuildPlan([], "no source changed since the last build", fingerprint, merged)
+    return BuildPlan(changed, f"new loads in {', '.join(changed)}", fingerprint, merged)
