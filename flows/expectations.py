@@ -45,6 +45,8 @@ MART_SOURCES: dict[str, str] = {
     "agg_sales_daily_by_region": "sales",
     "dim_users": "sales",
     "fct_rental_submissions_unified": "odk_central",
+    "dim_wards": "registration",
+    "agg_municipality_coverage": "communities",
 }
 #: The marts checked, in order; each has a suite of the same name in ``gx/expectations/``.
 MARTS: tuple[str, ...] = tuple(MART_SOURCES)
