@@ -2,9 +2,9 @@
 --   * region: the first two digits of the code.
 --   * barangay -> municipality: RRPPPMM000; a barangay of a City of Manila sub-municipality
 --     (SubMun) goes on to the city (RRPPP00000).
---   * municipality (or city) -> province: the province whose code is RRPPP00000; where there is none,
---     as for highly urbanised and independent component cities (City of Iligan 1030900000 sits
---     under its own pseudo-province code), the province of the same region whose old 9-digit
+--   * municipality (or city) -> province: the province whose code is RRPPP00000; where there is
+--     none, as for highly urbanised and independent component cities (City of Iligan 1030900000
+--     sits under its own pseudo-province code), the province of the same region whose old 9-digit
 --     correspondence code starts with the same four digits as the city's (Iligan 103504000 ->
 --     Lanao del Norte 103500000). Cities still without a province (the NCR cities and Pateros, City
 --     of Isabela, the Special Geographic Area) roll up to their region only.

@@ -21,7 +21,10 @@ municipalities_per_province as (
         sum(municipal_figures.estimated_population) as estimated_population,
         sum(municipal_figures.households) as households,
         sum(
-            case when areas.is_independent_city then municipal_figures.estimated_population else 0 end
+            case
+                when areas.is_independent_city then municipal_figures.estimated_population
+                else 0
+            end
         ) as independent_city_estimated_population
     from municipal_figures
     inner join areas
