@@ -49,6 +49,8 @@ class BuildPlan:
     reason: str
     fingerprint: str
     marks: dict[str, str | None] = field(default_factory=dict)  # what the build will have seen
+    # Seeds are part of the project (the fingerprint): reloaded only when it changed, not for new data.
+    with_seeds: bool = True
 
     def metadata(self) -> dict[str, Any]:
         return {"fingerprint": self.fingerprint, "load_marks": self.marks, "sources": self.sources}
@@ -86,5 +88,5 @@ def plan(warehouse: Warehouse, present: list[str], full_refresh: bool = False) -
     changed = [source for source in present if source not in seen or marks[source] != seen.get(source)]
     merged = {source: marks[source] if source in changed else seen.get(source) for source in present}
     if not changed:
-        return BuildPlan([], "no source changed since the last build", fingerprint, merged)
-    return BuildPlan(changed, f"new loads in {', '.join(changed)}", fingerprint, merged)
+        return BuildPlan([], "no source changed since the last build", fingerprint, merged, False)
+    return BuildPlan(changed, f"new loads in {', '.join(changed)}", fingerprint, merged, False)
