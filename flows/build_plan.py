@@ -49,8 +49,12 @@ class BuildPlan:
     reason: str
     fingerprint: str
     marks: dict[str, str | None] = field(default_factory=dict)  # what the build will have seen
-    # Seeds are part of the project (the fingerprint): reloaded only when it changed, not for new data.
-    with_seeds: bool = True
+    # Seeds are part of the project (the fingerprint): loaded with a source's first build and when the
+    # project changed, not for new data. None = those of every source built.
+    seed_sources: list[str] | None = None
+
+    def seeds(self) -> list[str]:
+        return self.sources if self.seed_sources is None else self.seed_sources
 
     def metadata(self) -> dict[str, Any]:
         return {"fingerprint": self.fingerprint, "load_marks": self.marks, "sources": self.sources}
@@ -88,5 +92,6 @@ def plan(warehouse: Warehouse, present: list[str], full_refresh: bool = False) -
     changed = [source for source in present if source not in seen or marks[source] != seen.get(source)]
     merged = {source: marks[source] if source in changed else seen.get(source) for source in present}
     if not changed:
-        return BuildPlan([], "no source changed since the last build", fingerprint, merged, False)
-    return BuildPlan(changed, f"new loads in {', '.join(changed)}", fingerprint, merged, False)
+        return BuildPlan([], "no source changed since the last build", fingerprint, merged, [])
+    first_builds = [source for source in changed if source not in seen]
+    return BuildPlan(changed, f"new loads in {', '.join(changed)}", fingerprint, merged, first_builds)
