@@ -15,6 +15,7 @@ from flows.dbt import DbtResult, invoke
 from loaders.common.warehouse import Warehouse
 
 SCRATCH_SCHEMA = "scratch_coverage"
+OVERRIDES_SEED = "coverage_overrides"  # a manual input: previewed from the working copy
 MODELS = ("agg_municipality_coverage", "agg_province_coverage", "agg_region_coverage")
 LEVELS = (
     ("municipality", "agg_municipality_coverage", "municipality_code"),
@@ -108,11 +109,13 @@ def preview(warehouse: Warehouse, region: str | None = None, sample: int = 5) ->
 
 
 def build_scratch(warehouse: Warehouse) -> DbtResult:
+    """The coverage models and the overrides seed, into the scratch schema (no tests, no snapshot)."""
     return invoke(
         warehouse,
-        "run",
-        [f"+{model}" for model in MODELS],
-        variables={"scratch_schema": SCRATCH_SCHEMA},
+        "build",
+        [*(f"+{model}" for model in MODELS), OVERRIDES_SEED],
+        exclude=["psgc_2025q2", "resource_type:test", "resource_type:snapshot"],
+        variables={"scratch_schema": SCRATCH_SCHEMA, "scratch_seeds": [OVERRIDES_SEED]},
     )
 
 
@@ -122,5 +125,7 @@ def drop_scratch(warehouse: Warehouse) -> None:
 
 
 def apply(warehouse: Warehouse) -> DbtResult:
-    """Build the published coverage models, their tests and the change snapshot."""
-    return invoke(warehouse, "build", ["path:seeds/communities", "source:communities+"])
+    """Build the published coverage models (with the overrides as they are now), their tests and the change
+    snapshot. The PSGC reference seed is loaded by the main run (with the project's first build and when it
+    changes)."""
+    return invoke(warehouse, "build", [OVERRIDES_SEED, "source:communities+"])

@@ -27,7 +27,7 @@ def invoke(
     *,
     exclude: list[str] | None = None,
     full_refresh: bool = False,
-    variables: dict[str, str] | None = None,
+    variables: dict[str, object] | None = None,
 ) -> DbtResult:
     """``dbt <command> --select ...`` against ``warehouse`` (its ELT_* settings for the duration)."""
     from dbt.cli.main import dbtRunner

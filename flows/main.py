@@ -197,11 +197,7 @@ def dbt_build(warehouse: Warehouse, full_refresh: bool = False) -> tuple[StepOut
     build = plan(warehouse, available_dbt_sources(warehouse), full_refresh)
     if not build.sources:
         return StepOutcome(name="dbt_build", status="skipped", detail=build.reason), []
-    seeds = [
-        f"path:seeds/{name}"
-        for name in build.sources
-        if build.with_seeds and (ROOT / "seeds" / name).is_dir()
-    ]
+    seeds = [f"path:seeds/{name}" for name in build.seeds() if (ROOT / "seeds" / name).is_dir()]
     result = invoke(
         warehouse,
         "build",

@@ -126,9 +126,12 @@ def test_load_rolls_up_and_a_changed_figure_moves_only_its_ancestors(
         ("county", station[3]): -figure,
     }
 
-    # nothing changed: nothing is loaded
+    # nothing changed: nothing is loaded, and nothing downstream is rebuilt or checked again
     fourth = run(sources=["registration"], target=warehouse.target)
     assert step(fourth, "registration").loaded == 0
+    assert step(fourth, "dbt_build").status == "skipped"
+    assert step(fourth, "dbt_build").detail == "no source changed since the last build"
+    assert step(fourth, "expectations").status == "skipped"
     assert rollups(warehouse) == final
 
 

@@ -39,6 +39,7 @@ from loaders.registration.settings import (
 )
 
 MERGE = {"disposition": "merge", "strategy": "delete-insert"}
+LAG_SECONDS = 300
 
 
 def level_columns(level: LevelConfig) -> dict[str, dict[str, Any]]:
@@ -128,10 +129,16 @@ def registration(
             included_columns=list(level.columns),
             incremental=(
                 dlt.sources.incremental(
-                    # rows without a timestamp are read every run (and loaded only when changed)
                     level.updated_at_column,
                     row_order="asc",
+                    # rows without a timestamp are read every run (and loaded only when changed)
                     on_cursor_value_missing="include",
+                    # the last LAG_SECONDS are read again, so a row committed late with an earlier
+                    # timestamp is not missed; unchanged rows are then skipped by their hash. (The
+                    # default closed range keeps a list of row hashes in the state whose order
+                    # changes every run, which made every run a new load.)
+                    range_start="open",
+                    lag=LAG_SECONDS,
                 )
                 if level.updated_at_column and not full_refresh
                 else None
