@@ -93,7 +93,9 @@ def _copy_registration(source_url: str, warehouse_env: dict[str, str]) -> tuple[
     import psycopg2
     import sqlalchemy as sa
 
-    engine = sa.create_engine(source_url.replace("postgresql://", "postgresql+psycopg2://"))
+    from loaders.registration.helpers import sqlalchemy_url
+
+    engine = sa.create_engine(sqlalchemy_url(source_url))
     buffers = []
     with engine.connect() as conn:
         for table in ("counties", "constituencies", "wards", "polling_stations"):
@@ -113,9 +115,10 @@ def _copy_communities(folder: Path, warehouse_env: dict[str, str]) -> tuple[floa
         text = path.read_text(encoding="utf-8")
         body = text.split("\n", 1)[1]
         buffers.append((body, body.count("\n")))
+    # as text: the files hold the records the loader must quarantine (a figure "n/a")
     columns = (
-        "record_id text, barangay_code text, estimated_population bigint, households bigint, "
-        "is_deleted boolean, updated_at timestamptz"
+        "record_id text, barangay_code text, estimated_population text, households text, "
+        "is_deleted text, updated_at text"
     )
     return _copy(buffers, warehouse_env, columns, psycopg2)
 
@@ -149,7 +152,9 @@ def _copy(
 def _change_registration(source_url: str, count: int) -> None:
     import sqlalchemy as sa
 
-    engine = sa.create_engine(source_url.replace("postgresql://", "postgresql+psycopg2://"))
+    from loaders.registration.helpers import sqlalchemy_url
+
+    engine = sa.create_engine(sqlalchemy_url(source_url))
     with engine.begin() as conn:
         conn.execute(
             sa.text(

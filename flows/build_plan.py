@@ -1,7 +1,9 @@
 """Which dbt sources a run must build: those whose raw data changed since their last successful build.
 
 A source is rebuilt when its raw schema holds a dlt load the last successful ``dbt_build`` did not see
-(the newest ``load_id`` in ``raw_<source>._dlt_loads``, recorded in that build's audit metadata), when
+(the newest ``load_id`` in ``raw_<source>._dlt_loads``, recorded in that build's audit metadata) that
+changed data (a load whose audit row says it loaded or deleted nothing only moved dlt state; a load
+without an audit row counts as a change), when
 the dbt project changed (a digest of models, macros, seeds, snapshots, data tests and
 ``dbt_project.yml``), when the last build attempt failed, or on ``--full-refresh``. Everything is read
 from the warehouse, so a run that died after loading still gets its build on the next run. A run that
@@ -89,9 +91,34 @@ def plan(warehouse: Warehouse, present: list[str], full_refresh: bool = False) -
         return BuildPlan(present, "the last build failed", fingerprint, marks)
     if previous.get("fingerprint") != fingerprint:
         return BuildPlan(present, "the dbt project changed", fingerprint, marks)
-    changed = [source for source in present if source not in seen or marks[source] != seen.get(source)]
-    merged = {source: marks[source] if source in changed else seen.get(source) for source in present}
+    changed = [
+        source
+        for source in present
+        if source not in seen
+        or (marks[source] != seen.get(source) and _changed_data(warehouse, source, seen))
+    ]
+    merged = {source: marks[source] for source in present}
     if not changed:
         return BuildPlan([], "no source changed since the last build", fingerprint, merged, [])
     first_builds = [source for source in changed if source not in seen]
     return BuildPlan(changed, f"new loads in {', '.join(changed)}", fingerprint, merged, first_builds)
+
+
+def _changed_data(warehouse: Warehouse, source: str, seen: dict[str, str | None]) -> bool:
+    """Whether a load after the one ``seen`` loaded or deleted rows (by the audit of its sync)."""
+    after = seen.get(source) or ""
+    loads = warehouse.query(
+        f"select load_id from raw_{source}._dlt_loads where status = 0 and load_id > {warehouse.paramstyle}",
+        (after,),
+    )
+    for (load_id,) in loads:
+        rows = warehouse.query(
+            f"select metadata from audit.sync_runs where load_id = {warehouse.paramstyle}", (load_id,)
+        )
+        # the source's own row has the counts (its parts' rows share the load id)
+        counts = [meta for meta in (json.loads(text or "{}") for (text,) in rows) if "loaded" in meta]
+        if not counts:
+            return True  # loaded, but its outcome was never recorded: rebuild to be safe
+        if any(meta["loaded"] or meta.get("deleted") for meta in counts):
+            return True
+    return False

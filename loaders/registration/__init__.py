@@ -27,7 +27,7 @@ from dlt.sources.sql_database import sql_table
 from loaders.common.quarantine import LoadStats, quarantined, rejection
 from loaders.common.values import figure, normalise_code, row_hash
 from loaders.common.warehouse import ConfigurationError, redact, register_secret
-from loaders.registration.helpers import LevelConfig
+from loaders.registration.helpers import LevelConfig, sqlalchemy_url
 from loaders.registration.settings import (
     CODE,
     DEFAULT_CHUNK_SIZE,
@@ -57,18 +57,14 @@ def level_columns(level: LevelConfig) -> dict[str, dict[str, Any]]:
 
 
 def create_engine(credentials: str) -> sa.Engine:
-    """An engine for the source database that fails fast (and clearly) when it cannot be reached.
-
-    ``postgresql://`` URLs use psycopg2 (installed with dlt's PostgreSQL destination)."""
+    """An engine for the source database that fails fast (and clearly) when it cannot be reached."""
     try:
-        url = sa.make_url(credentials)
+        url = sqlalchemy_url(credentials)
     except sa.exc.ArgumentError:
         raise ConfigurationError(
             "sources.registration.credentials is not a SQLAlchemy URL (e.g. postgresql://user:pw@host/db)"
         ) from None
     register_secret(url.password)
-    if url.drivername in ("postgresql", "postgres"):
-        url = url.set(drivername="postgresql+psycopg2")
     location = url.render_as_string(hide_password=True)
     connect_args = {"connect_timeout": 10} if url.drivername.startswith("postgresql") else {}
     try:

@@ -21,6 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from loaders.common.warehouse import ROOT
+from loaders.registration.helpers import sqlalchemy_url
 
 WARDS_CSV = ROOT / "seeds" / "registration" / "kenya_iebc_2022_wards.csv"
 VOTERS_PER_STATION = 480
@@ -105,7 +106,7 @@ def build_source_database(
         for ward in wards
     ]
     stations = polling_stations(wards)
-    engine = sa.create_engine(url)
+    engine = sa.create_engine(sqlalchemy_url(url))
     metadata = sa.MetaData()
     tables = {
         "counties": sa.Table(
@@ -165,7 +166,7 @@ def build_source_database(
 
 def source_totals(url: str) -> dict[str, int]:
     """The sum of registered voters per level table at ``url``."""
-    engine = sa.create_engine(url)
+    engine = sa.create_engine(sqlalchemy_url(url))
     with engine.connect() as conn:
         totals = {
             table: int(
@@ -182,7 +183,7 @@ def source_totals(url: str) -> dict[str, int]:
 def plant_faults(url: str, faults: Faults = Faults(), at: datetime | None = None) -> None:
     """A constituency at 0, a ward deleted (its polling stations stay), a ward off by ``mismatch_delta``."""
     stamp = (at or datetime.now(UTC)).replace(tzinfo=None)
-    engine = sa.create_engine(url)
+    engine = sa.create_engine(sqlalchemy_url(url))
     with engine.begin() as conn:
         conn.execute(
             sa.text(
