@@ -39,6 +39,8 @@ format: bootstrap ## apply ruff format and sqlfluff fix
 
 bench: bootstrap ## benchmarks (see bench/README.md); figures go to bench/results/
 	$(BIN)/python bench/bench_sales_csv_load.py
+	$(BIN)/python bench/bench_area_rollups.py
+	$(BIN)/python bench/bench_odk_load.py --no-attachments --output bench/results/odk_load.no_attachments.md
 
 clean: ## remove the environment, dbt's output and the local warehouse
 	rm -rf $(VENV) target logs data
