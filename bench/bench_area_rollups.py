@@ -93,7 +93,7 @@ def _copy_registration(source_url: str, warehouse_env: dict[str, str]) -> tuple[
     import psycopg2
     import sqlalchemy as sa
 
-    from loaders.registration.helpers import sqlalchemy_url
+    from loaders.common.sqlsource import sqlalchemy_url
 
     engine = sa.create_engine(sqlalchemy_url(source_url))
     buffers = []
@@ -152,7 +152,7 @@ def _copy(
 def _change_registration(source_url: str, count: int) -> None:
     import sqlalchemy as sa
 
-    from loaders.registration.helpers import sqlalchemy_url
+    from loaders.common.sqlsource import sqlalchemy_url
 
     engine = sa.create_engine(sqlalchemy_url(source_url))
     with engine.begin() as conn:

@@ -214,3 +214,78 @@ def test_a_production_warehouse_needs_yes(
     accepted = cli.invoke(app, ["run", "--source", "communities", "--yes", "--target", warehouse.target])
     assert accepted.exit_code == 0, accepted.output
     assert live_total(warehouse) > 0
+
+
+def test_records_from_a_source_table_incrementally(
+    warehouse: Warehouse, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlalchemy as sa
+
+    url = f"sqlite:///{tmp_path / 'community.sqlite'}"
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "create table community_records (record_id text, barangay_code integer, "
+                "estimated_population integer, households integer, is_deleted boolean, updated_at timestamp)"
+            )
+        )
+        conn.execute(
+            sa.text("insert into community_records values (:id, :code, :pop, :hh, :deleted, :at)"),
+            [
+                {
+                    "id": "A",
+                    "code": 1001301001,
+                    "pop": 700,
+                    "hh": 150,
+                    "deleted": False,
+                    "at": "2026-02-01 08:00:00",
+                },
+                {
+                    "id": "B",
+                    "code": 1001301002,
+                    "pop": 650,
+                    "hh": 140,
+                    "deleted": False,
+                    "at": "2026-02-01 09:00:00",
+                },
+                {
+                    "id": "C",
+                    "code": 1099999999,
+                    "pop": 10,
+                    "hh": 2,
+                    "deleted": False,
+                    "at": "2026-02-01 09:00:00",
+                },
+            ],
+        )
+    monkeypatch.setenv("SOURCES__COMMUNITIES__CREDENTIALS", url)
+    monkeypatch.setenv("SOURCES__COMMUNITIES__TABLE", "community_records")
+    monkeypatch.setenv("ELT_LOAD_RETRIES", "0")
+
+    first = run(sources=["communities"], target=warehouse.target)
+
+    assert first.success, [(s.name, s.error) for s in first.steps]
+    assert (step(first, "communities").loaded, step(first, "communities").rejected) == (2, 1)
+    assert warehouse.query("select reason from raw_communities.rejected_rows") == [
+        ("unknown barangay code 1099999999 (not a barangay in the PSGC 2025 Q2)",)
+    ]
+    assert live_total(warehouse) == 1350
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "update community_records set is_deleted = 1, updated_at = '2026-03-01 00:00:00' "
+                "where record_id = 'A'"
+            )
+        )
+    engine.dispose()
+
+    second = run(sources=["communities"], target=warehouse.target)
+
+    assert step(second, "communities").loaded == 1  # only A; B is behind the cursor
+    assert live_total(warehouse) == 650
+    coverage = warehouse.query(
+        "select computed_estimated_population from marts.agg_municipality_coverage "
+        "where municipality_code = '1001301000'"
+    )
+    assert coverage == [(650,)]

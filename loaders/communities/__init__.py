@@ -1,6 +1,8 @@
-"""Community records: barangay-level figures from CSV files, incremental on ``updated_at``.
+"""Community records: barangay-level figures from CSV files or a source table, incremental on ``updated_at``.
 
-Every ``*.csv`` under ``sources.communities.files_path`` is read (sorted by name); a record is loaded when
+Every ``*.csv`` under ``sources.communities.files_path`` is read (sorted by name), or, when
+``sources.communities.credentials`` (any SQLAlchemy URL, a secret) and ``table`` are set, the table's rows
+updated since the cursor (minus ``LAG_SECONDS``) and those without a timestamp; a record is loaded when
 its ``updated_at`` is at or after the cursor (dlt state, kept in the warehouse), merged on ``record_id``
 (the latest ``updated_at`` wins). Soft-deleted records (``is_deleted``) are loaded as such; the rollups
 leave them out. A record whose barangay code is not a PSGC barangay, or whose figures, flag or timestamp
@@ -10,13 +12,15 @@ cannot be read, goes to ``rejected_rows`` with the file, line and reason.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import dlt
+import sqlalchemy as sa
 
 from loaders.common.quarantine import LoadStats, quarantined, rejection
+from loaders.common.sqlsource import connect_source
 from loaders.common.values import row_hash
 from loaders.common.warehouse import ROOT, ConfigurationError
 from loaders.communities.helpers import barangay_codes, checked_record, read_records
@@ -24,6 +28,7 @@ from loaders.communities.settings import DEFAULT_FIGURES
 
 MERGE = {"disposition": "merge", "strategy": "delete-insert"}
 BATCH = 10_000
+LAG_SECONDS = 300  # a source table is read again this far behind the cursor (rows committed late)
 
 
 def record_columns(figures: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -41,20 +46,62 @@ def record_columns(figures: Sequence[str]) -> dict[str, dict[str, Any]]:
 
 @dlt.source(name="communities", max_table_nesting=0)
 def communities(
-    files_path: str = dlt.config.value,
+    files_path: str | None = dlt.config.value,
+    credentials: str | None = dlt.secrets.value,
+    table: str | None = None,
+    schema: str | None = None,
     key_column: str = "record_id",
     barangay_code_column: str = "barangay_code",
     figures: list[str] | None = None,
     stats: LoadStats | None = None,
     full_refresh: bool = False,
 ) -> Any:
-    folder = Path(files_path)
-    folder = folder if folder.is_absolute() else ROOT / folder
-    if not folder.is_dir():
-        raise ConfigurationError(
-            f"community records folder {folder} does not exist: set sources.communities.files_path"
-        )
     names = tuple(figures or DEFAULT_FIGURES)
+    if credentials:
+        if not table:
+            raise ConfigurationError("set sources.communities.table: the table to read the records from")
+        engine = connect_source(
+            credentials, "the community records database", "sources.communities.credentials"
+        )
+        columns = [key_column, barangay_code_column, *names, "is_deleted", "updated_at"]
+
+        def read(since: datetime | None) -> Iterator[tuple[str, str | None, int | None, dict[str, Any]]]:
+            source = sa.table(table, *(sa.column(name) for name in columns), schema=schema)
+            query = sa.select(*source.c)
+            if since is not None:
+                query = query.where(
+                    sa.or_(
+                        source.c.updated_at >= since - timedelta(seconds=LAG_SECONDS),
+                        source.c.updated_at.is_(None),
+                    )
+                )
+            with engine.connect() as conn:
+                for index, row in enumerate(
+                    conn.execute(query.execution_options(yield_per=BATCH)).mappings()
+                ):
+                    yield f"{table} row {index + 1}", None, None, dict(row)
+
+        readers = [(table, read)]
+    else:
+        if not files_path:
+            raise ConfigurationError(
+                "set sources.communities.files_path (a folder of CSV files) or credentials and table"
+            )
+        folder = Path(files_path)
+        folder = folder if folder.is_absolute() else ROOT / folder
+        if not folder.is_dir():
+            raise ConfigurationError(
+                f"community records folder {folder} does not exist: set sources.communities.files_path"
+            )
+
+        def file_reader(path: Path) -> Any:
+            def read(since: datetime | None) -> Iterator[tuple[str, str | None, int | None, dict[str, Any]]]:
+                for line, record in read_records(path):
+                    yield f"{path.name}:{line}", str(path), line, record
+
+            return read
+
+        readers = [(path.name, file_reader(path)) for path in sorted(folder.glob("*.csv"))]
     stats = stats if stats is not None else LoadStats()
     known = barangay_codes()
     hashed = ("record_id", "barangay_code", *names, "is_deleted", "updated_at")
@@ -74,10 +121,10 @@ def communities(
         at_cursor = set() if full_refresh else set(state.get("at_cursor", []))
         latest, latest_ids = cursor, set(at_cursor)
         loaded_at = datetime.now(UTC)
-        for path in sorted(folder.glob("*.csv")):
+        for source_name, read in readers:
             good: list[dict[str, Any]] = []
             bad: list[dict[str, Any]] = []
-            for line, record in read_records(path):
+            for locator, source_file, line, record in read(cursor):
                 stats.read += 1
                 try:
                     row = checked_record(
@@ -91,11 +138,11 @@ def communities(
                     bad.append(
                         rejection(
                             source_name="communities",
-                            locator=f"{path.name}:{line}",
+                            locator=locator,
                             raw_record=record,
                             reason=str(exc),
                             rejected_at=loaded_at,
-                            source_file=str(path),
+                            source_file=source_file,
                             source_line=line,
                         )
                     )
@@ -111,7 +158,7 @@ def communities(
                     latest, latest_ids = moment, {fingerprint}
                 elif moment == latest:
                     latest_ids.add(fingerprint)
-                row["source_file"] = path.name
+                row["source_file"] = source_name
                 row["_loaded_at"] = loaded_at
                 good.append(row)
                 if len(good) >= BATCH:

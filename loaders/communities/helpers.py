@@ -34,8 +34,10 @@ def read_records(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
                 yield reader.line_num, record
 
 
-def parse_flag(value: str | None, column: str) -> bool:
-    text = (value or "").strip().lower()
+def parse_flag(value: Any, column: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = ("" if value is None else str(value)).strip().lower()
     if text in TRUE:
         return True
     if text in FALSE:
@@ -43,8 +45,10 @@ def parse_flag(value: str | None, column: str) -> bool:
     raise ValueError(f"{column} {value!r} is not true or false")
 
 
-def parse_time(value: str | None, column: str) -> datetime:
-    text = (value or "").strip()
+def parse_time(value: Any, column: str) -> datetime:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    text = ("" if value is None else str(value)).strip()
     if not text:
         raise ValueError(f"{column} is missing")
     try:

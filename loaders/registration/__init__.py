@@ -25,9 +25,10 @@ import sqlalchemy as sa
 from dlt.sources.sql_database import sql_table
 
 from loaders.common.quarantine import LoadStats, quarantined, rejection
+from loaders.common.sqlsource import connect_source
 from loaders.common.values import figure, normalise_code, row_hash
-from loaders.common.warehouse import ConfigurationError, redact, register_secret
-from loaders.registration.helpers import LevelConfig, sqlalchemy_url
+from loaders.common.warehouse import ConfigurationError
+from loaders.registration.helpers import LevelConfig
 from loaders.registration.settings import (
     CODE,
     DEFAULT_CHUNK_SIZE,
@@ -56,33 +57,6 @@ def level_columns(level: LevelConfig) -> dict[str, dict[str, Any]]:
     return columns
 
 
-def create_engine(credentials: str) -> sa.Engine:
-    """An engine for the source database that fails fast (and clearly) when it cannot be reached."""
-    try:
-        url = sqlalchemy_url(credentials)
-    except sa.exc.ArgumentError:
-        raise ConfigurationError(
-            "sources.registration.credentials is not a SQLAlchemy URL (e.g. postgresql://user:pw@host/db)"
-        ) from None
-    register_secret(url.password)
-    location = url.render_as_string(hide_password=True)
-    connect_args = {"connect_timeout": 10} if url.drivername.startswith("postgresql") else {}
-    try:
-        engine = sa.create_engine(url, connect_args=connect_args, pool_pre_ping=True)
-        with engine.connect():
-            pass
-    except ImportError as exc:
-        raise ConfigurationError(
-            f"the driver for {location} is not installed ({exc.name}): add it to the project's dependencies"
-        ) from None
-    except sa.exc.SQLAlchemyError as exc:
-        reason = redact(str(getattr(exc, "orig", None) or exc).strip().splitlines()[0])
-        raise ConfigurationError(
-            f"cannot reach the registration source database {location}: {reason}"
-        ) from None
-    return engine
-
-
 @dlt.source(name="registration", max_table_nesting=0)
 def registration(
     credentials: str = dlt.secrets.value,
@@ -108,7 +82,9 @@ def registration(
             f"unknown registration level(s) {', '.join(unknown)}: configured are {', '.join(known)}"
         )
     stats = stats if stats is not None else LoadStats()
-    engine = create_engine(credentials)
+    engine = connect_source(
+        credentials, "the registration source database", "sources.registration.credentials"
+    )
     resources = []
     for level in configs:
         if level.name not in wanted:

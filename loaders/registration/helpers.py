@@ -68,14 +68,3 @@ class LevelConfig:
             raise ConfigurationError(
                 f"[[sources.registration.levels]] entry {entry.get('name', '?')!r} lacks {exc.args[0]!r}"
             ) from None
-
-
-def sqlalchemy_url(url: str) -> Any:
-    """A SQLAlchemy URL object; ``postgresql://`` uses psycopg2 (installed with dlt's PostgreSQL
-    destination; SQLAlchemy's own default is psycopg 3, not installed)."""
-    import sqlalchemy as sa
-
-    parsed = sa.make_url(url)
-    if parsed.drivername in ("postgresql", "postgres"):
-        parsed = parsed.set(drivername="postgresql+psycopg2")
-    return parsed

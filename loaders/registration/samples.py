@@ -20,8 +20,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from loaders.common.sqlsource import sqlalchemy_url
 from loaders.common.warehouse import ROOT
-from loaders.registration.helpers import sqlalchemy_url
 
 WARDS_CSV = ROOT / "seeds" / "registration" / "kenya_iebc_2022_wards.csv"
 VOTERS_PER_STATION = 480
