@@ -236,3 +236,30 @@ def test_bad_rows_are_quarantined_with_their_reason(warehouse: Warehouse, source
         )
     }
     assert "counties" not in tables  # --levels wards read only the wards
+
+
+def test_a_changed_ward_figure_changes_that_ward_only(warehouse: Warehouse, source_url: str) -> None:
+    assert run(sources=["registration"], target=warehouse.target).success
+    before_rollups = rollups(warehouse)
+    figures = "select ward_code, registered_voters from marts.dim_wards where is_in_source order by 1"
+    before = dict(warehouse.query(figures))
+    execute(
+        source_url,
+        "update wards set registered_voters_2022 = registered_voters_2022 + 40, "
+        "updated_at = '2026-02-01 00:00:00' where code = 10",
+    )
+
+    second = run(sources=["registration"], target=warehouse.target)
+
+    assert step(second, "registration").loaded == 1
+    after = dict(warehouse.query(figures))
+    assert {code: after[code] - before[code] for code in before if after[code] != before[code]} == {
+        "0010": 40
+    }
+    # rollups come from the lowest level (the polling stations): no ancestor moves, the ward now
+    # disagrees with the reference and with its stations, and the reconciliation says so
+    assert rollups(warehouse) == before_rollups
+    assert warehouse.query(
+        "select admin_level, area_code, status, difference from audit.rpt_registration_reconciliation "
+        "where county_code = '001' and status <> 'match'"
+    ) == [("ward", "0010", "value_mismatch", 40)]
