@@ -191,9 +191,7 @@ def demo(
 
 def _demo_coverage(warehouse: Warehouse, samples: Path, first_batch: int) -> None:
     """A later batch of community records is loaded; the coverage rebuild is previewed, then applied."""
-    from flows.coverage import apply, preview
     from flows.main import load_source, scoped_env
-    from flows.report import print_coverage_changes
     from loaders.communities import samples as community_samples
     from loaders.registry import RunOptions
 
@@ -206,16 +204,9 @@ def _demo_coverage(warehouse: Warehouse, samples: Path, first_batch: int) -> Non
         loaded = load_source.fn("communities", warehouse, RunOptions())
     typer.echo(f"  read {loaded.read}, loaded {loaded.loaded}, rejected {loaded.rejected}; {loaded.detail}")
     typer.echo("\n$ elt coverage --dry-run")
-    print_coverage_changes(preview(warehouse))
-    typer.echo("Nothing was published (the preview was built in a scratch schema, now dropped).")
+    coverage(dry_run=True, region=None, sample=5, target=warehouse.target, yes=False)
     typer.echo("\n$ elt coverage")
-    print_coverage_changes(preview(warehouse))
-    result = apply(warehouse)
-    if not result.success:
-        _fail(f"publishing the coverage rollups failed: {result.message()}")
-    typer.echo(
-        f"Published: {result.passed} nodes built or passed (audit.rpt_coverage_changes has the history)."
-    )
+    coverage(dry_run=False, region=None, sample=5, target=warehouse.target, yes=False)
 
 
 @app.command()

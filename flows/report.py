@@ -125,26 +125,25 @@ def print_row_counts(before: dict[str, int | None], after: dict[str, int | None]
     typer.echo(_table(["table", "rows", "change"], rows))
 
 
-RECONCILIATION_SQL = """
-select admin_level, area_code, area_name, source_value, warehouse_value, rolled_up_value, status
-from audit.rpt_registration_reconciliation
-where status <> 'match' and ({county} is null or county_code = {county})
-order by case admin_level when 'county' then 1 when 'constituency' then 2 else 3 end, area_code
-"""
+RECONCILIATION_ORDER = (
+    "case admin_level when 'county' then 1 when 'constituency' then 2 else 3 end, area_code"
+)
 
 
 def print_reconciliation(warehouse: Warehouse, limit: int = 50, county: str | None = None) -> int:
     """Print the areas that do not reconcile (in ``county`` when given); return how many there are."""
-    marker = warehouse.paramstyle
-    sql = RECONCILIATION_SQL.format(county=f"cast({marker} as varchar)")
+    where, params = ("where county_code = " + warehouse.paramstyle, (county,)) if county else ("", ())
     try:
-        rows = warehouse.query(sql, (county, county))
         checked = int(
-            warehouse.query(
-                "select count(*) from audit.rpt_registration_reconciliation "
-                f"where (cast({marker} as varchar) is null or county_code = {marker})",
-                (county, county),
-            )[0][0]
+            warehouse.query(f"select count(*) from audit.rpt_registration_reconciliation {where}", params)[0][
+                0
+            ]
+        )
+        rows = warehouse.query(
+            "select admin_level, area_code, area_name, source_value, warehouse_value, rolled_up_value, "
+            f"status from audit.rpt_registration_reconciliation {where} "
+            f"{'and' if where else 'where'} status <> 'match' order by {RECONCILIATION_ORDER}",
+            params,
         )
     except Exception as exc:
         if "rpt_registration_reconciliation" in str(exc) or "does not exist" in str(exc).lower():

@@ -164,22 +164,6 @@ def build_source_database(
     }
 
 
-def source_totals(url: str) -> dict[str, int]:
-    """The sum of registered voters per level table at ``url``."""
-    engine = sa.create_engine(sqlalchemy_url(url))
-    with engine.connect() as conn:
-        totals = {
-            table: int(
-                conn.execute(
-                    sa.text(f"select coalesce(sum(registered_voters_2022), 0) from {table}")
-                ).scalar()
-            )
-            for table in ("counties", "constituencies", "wards", "polling_stations")
-        }
-    engine.dispose()
-    return totals
-
-
 def plant_faults(url: str, faults: Faults = Faults(), at: datetime | None = None) -> None:
     """A constituency at 0, a ward deleted (its polling stations stay), a ward off by ``mismatch_delta``."""
     stamp = (at or datetime.now(UTC)).replace(tzinfo=None)

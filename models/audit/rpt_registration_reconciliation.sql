@@ -3,54 +3,24 @@
 -- rolled up from the lowest level present below it.
 with
 
-counties as (
-    select * from {{ ref('dim_counties') }}
-),
-
-constituencies as (
-    select * from {{ ref('dim_constituencies') }}
-),
-
-wards as (
-    select * from {{ ref('dim_wards') }}
+registration_areas as (
+    select * from {{ ref('int_registration_areas_unioned') }}
 ),
 
 areas as (
     select
-        'county' as admin_level,
-        county_code as area_code,
-        county_name as area_name,
+        admin_level,
+        area_code,
+        area_name,
         county_code,
         registered_voters as source_value,
         reference_registered_voters as warehouse_value,
         rolled_up_registered_voters as rolled_up_value,
         is_in_source,
         is_in_reference
-    from counties
-    union all
-    select
-        'constituency' as admin_level,
-        constituency_code as area_code,
-        constituency_name as area_name,
-        county_code,
-        registered_voters as source_value,
-        reference_registered_voters as warehouse_value,
-        rolled_up_registered_voters as rolled_up_value,
-        is_in_source,
-        is_in_reference
-    from constituencies
-    union all
-    select
-        'ward' as admin_level,
-        ward_code as area_code,
-        ward_name as area_name,
-        county_code,
-        registered_voters as source_value,
-        reference_registered_voters as warehouse_value,
-        rolled_up_registered_voters as rolled_up_value,
-        is_in_source,
-        is_in_reference
-    from wards
+    from registration_areas
+    -- polling stations have no reference figure: they enter through their wards' rollups
+    where admin_level != 'polling_station'
 ),
 
 reconciled as (

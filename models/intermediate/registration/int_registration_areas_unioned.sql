@@ -1,4 +1,5 @@
--- One row per registration area at every level, with its county and registered voters.
+-- One row per registration area at every level: its county, the source's registered voters, the
+-- reference figure and the rolled-up figure (the last two null for polling stations).
 with
 
 counties as (
@@ -23,7 +24,11 @@ unioned as (
         county_code as area_code,
         county_name as area_name,
         county_code,
-        registered_voters
+        registered_voters,
+        reference_registered_voters,
+        rolled_up_registered_voters,
+        is_in_source,
+        is_in_reference
     from counties
     union all
     select
@@ -31,7 +36,11 @@ unioned as (
         constituency_code as area_code,
         constituency_name as area_name,
         county_code,
-        registered_voters
+        registered_voters,
+        reference_registered_voters,
+        rolled_up_registered_voters,
+        is_in_source,
+        is_in_reference
     from constituencies
     union all
     select
@@ -39,7 +48,11 @@ unioned as (
         ward_code as area_code,
         ward_name as area_name,
         county_code,
-        registered_voters
+        registered_voters,
+        reference_registered_voters,
+        rolled_up_registered_voters,
+        is_in_source,
+        is_in_reference
     from wards
     union all
     select
@@ -47,9 +60,13 @@ unioned as (
         polling_station_code as area_code,
         polling_station_name as area_name,
         county_code,
-        registered_voters
+        registered_voters,
+        -- no reference figure and nothing below a polling station
+        null as reference_registered_voters,
+        null as rolled_up_registered_voters,
+        true as is_in_source,
+        false as is_in_reference
     from polling_stations
-
 )
 
 select * from unioned
