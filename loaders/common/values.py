@@ -1,10 +1,11 @@
-"""Values shared by the sources of area figures: codes, counts and content digests."""
+"""Values shared by the loaders: codes, counts and content digests (of rows and of files)."""
 
 from __future__ import annotations
 
 import hashlib
 import re
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 _DIGITS = re.compile(r"[0-9]+")
@@ -60,3 +61,9 @@ def row_hash(row: dict[str, Any], columns: tuple[str, ...]) -> str:
     integers, booleans, datetimes and None the loaders hash."""
     payload = repr(tuple(row.get(column) for column in columns))
     return hashlib.blake2b(payload.encode(), digest_size=16).hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file's content (hex): a file read before and unchanged is skipped."""
+    with path.open("rb") as file:
+        return hashlib.file_digest(file, "sha256").hexdigest()

@@ -1,6 +1,7 @@
 """Community records: barangay-level figures from CSV files or a source table, incremental on ``updated_at``.
 
-Every ``*.csv`` under ``sources.communities.files_path`` is read (sorted by name), or, when
+Every ``*.csv`` under ``sources.communities.files_path`` is read (sorted by name; a file whose content is
+the same as when it was last read, by SHA-256 in the resource state, is skipped unread), or, when
 ``sources.communities.credentials`` (any SQLAlchemy URL, a secret) and ``table`` are set, the table's rows
 updated since the cursor (minus ``LAG_SECONDS``) and those without a timestamp; a record is loaded when
 its ``updated_at`` is at or after the cursor (dlt state, kept in the warehouse), merged on ``record_id``
@@ -21,7 +22,7 @@ import sqlalchemy as sa
 
 from loaders.common.quarantine import LoadStats, quarantined, rejection
 from loaders.common.sqlsource import connect_source
-from loaders.common.values import row_hash
+from loaders.common.values import file_sha256, row_hash
 from loaders.common.warehouse import ROOT, ConfigurationError
 from loaders.communities.helpers import barangay_codes, checked_record, read_records
 from loaders.communities.settings import DEFAULT_FIGURES
@@ -81,7 +82,7 @@ def communities(
                 ):
                     yield f"{table} row {index + 1}", None, None, dict(row)
 
-        readers = [(table, read)]
+        readers = [(table, read, None)]
     else:
         if not files_path:
             raise ConfigurationError(
@@ -101,7 +102,7 @@ def communities(
 
             return read
 
-        readers = [(path.name, file_reader(path)) for path in sorted(folder.glob("*.csv"))]
+        readers = [(path.name, file_reader(path), file_sha256(path)) for path in sorted(folder.glob("*.csv"))]
     stats = stats if stats is not None else LoadStats()
     known = barangay_codes()
     hashed = ("record_id", "barangay_code", *names, "is_deleted", "updated_at")
@@ -120,8 +121,13 @@ def communities(
         cursor = None if full_refresh or not state.get("cursor") else datetime.fromisoformat(state["cursor"])
         at_cursor = set() if full_refresh else set(state.get("at_cursor", []))
         latest, latest_ids = cursor, set(at_cursor)
+        # the files read whole before, by content digest (only the files still present are kept)
+        files_read = {} if full_refresh else dict(state.get("files", {}))
         loaded_at = datetime.now(UTC)
-        for source_name, read in readers:
+        for source_name, read, digest in readers:
+            if digest is not None and files_read.get(source_name) == digest:
+                stats.files_skipped.append(source_name)
+                continue
             good: list[dict[str, Any]] = []
             bad: list[dict[str, Any]] = []
             for locator, source_file, line, record in read(cursor):
@@ -171,6 +177,11 @@ def communities(
             if bad:
                 stats.rejected += len(bad)
                 yield quarantined(bad)
+            if digest is not None:
+                files_read[source_name] = digest
+                stats.files_loaded.append(source_name)
+        if not credentials:
+            state["files"] = {name: files_read[name] for name, _, _ in readers}
         stats.part("communities.records", processed=stats.read, rejected=stats.rejected)
         if latest is not None:
             state["cursor"] = latest.isoformat()

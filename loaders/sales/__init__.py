@@ -23,12 +23,12 @@ from dlt.sources.helpers.rest_client.paginators import PageNumberPaginator
 from requests.adapters import HTTPAdapter
 
 from loaders.common.quarantine import quarantined
+from loaders.common.values import file_sha256
 from loaders.common.warehouse import ROOT, ConfigurationError, register_secret
 from loaders.sales.helpers import (
     CsvLoadFiles,
     FileSource,
     LoadStats,
-    file_sha256,
     map_columns,
     original_records,
     read_csv_batches,
