@@ -136,9 +136,9 @@ def _level_rows(level: LevelConfig, stored: Mapping[str, str], stats: LoadStats)
         loaded_at = datetime.now(UTC)
         good: list[dict[str, Any]] = []
         bad: list[dict[str, Any]] = []
+        stats.read += len(page)
+        stats.part(f"registration.{level.name}", processed=len(page))
         for record in page:
-            stats.read += 1
-            stats.part(f"registration.{level.name}", processed=1)
             try:
                 row = _normalised(level, record)
                 if row[CODE] in seen:
