@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from loaders.common.quarantine import LoadStats
+from loaders.common.quarantine import REJECTED_SCHEMA, LoadStats
 from loaders.common.warehouse import Warehouse
 from loaders.registry import existing_user_emails
 from loaders.sales import sales_users
@@ -79,6 +79,16 @@ def test_users_are_normalised_checked_and_never_store_a_plain_password(
     assert any("role 'superuser'" in r for r in reasons)
     assert any("duplicate username" in r for r in reasons)
     assert any("already belongs to user 'amina.otieno'" in r for r in reasons)
+    # the quarantine has its own columns, none inherited from the users resource (password_hash)
+    columns = {
+        name
+        for (name,) in warehouse.query(
+            "select column_name from information_schema.columns "
+            "where table_schema = 'raw_sales' and table_name = 'rejected_rows'"
+        )
+        if not name.startswith("_dlt")
+    }
+    assert columns == set(REJECTED_SCHEMA.names)
     everything = all_text(warehouse)
     for password in PASSWORDS:
         assert password not in everything

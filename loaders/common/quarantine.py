@@ -113,6 +113,7 @@ REJECTED_HINTS = dlt.mark.make_hints(
     write_disposition={"disposition": "merge", "strategy": "delete-insert"},
     primary_key="rejection_id",
     merge_key="",  # the variant must not inherit the resource's merge key
+    columns={},  # nor its columns (the Arrow schema has them): no stray e.g. password_hash column
 )
 
 
