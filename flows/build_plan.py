@@ -51,8 +51,9 @@ class BuildPlan:
     reason: str
     fingerprint: str
     marks: dict[str, str | None] = field(default_factory=dict)  # what the build will have seen
-    # Seeds are part of the project (the fingerprint): loaded with a source's first build and when the
-    # project changed, not for new data. None = those of every source built.
+    # Seeds are part of the project (the fingerprint): loaded, with the models built from them alone
+    # (e.g. dim_psgc_areas), with a source's first build and when the project changed, not for new
+    # data. None = those of every source built.
     seed_sources: list[str] | None = None
 
     def seeds(self) -> list[str]:

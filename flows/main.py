@@ -197,7 +197,8 @@ def dbt_build(warehouse: Warehouse, full_refresh: bool = False) -> tuple[StepOut
     build = plan(warehouse, available_dbt_sources(warehouse), full_refresh)
     if not build.sources:
         return StepOutcome(name="dbt_build", status="skipped", detail=build.reason), []
-    seeds = [f"path:seeds/{name}" for name in build.seeds() if (ROOT / "seeds" / name).is_dir()]
+    # a source's seeds with the models built from them (e.g. dim_psgc_areas, from the PSGC alone)
+    seeds = [f"path:seeds/{name}+" for name in build.seeds() if (ROOT / "seeds" / name).is_dir()]
     result = invoke(
         warehouse,
         "build",
