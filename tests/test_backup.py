@@ -19,7 +19,8 @@ def test_a_backup_restores_what_was_there(
 ) -> None:
     samples.generate(tmp_path / "records")
     monkeypatch.setenv("SOURCES__COMMUNITIES__FILES_PATH", str(tmp_path / "records"))
-    run_sync("communities", warehouse, RunOptions(), LoadStats())
+    loaded = LoadStats()
+    run_sync("communities", warehouse, RunOptions(), loaded)
     query = "select record_id, estimated_population, is_deleted from raw_communities.records order by 1"
     before = warehouse.query(query)
     backup = tmp_path / ("backup.dump" if warehouse.target == "postgres" else "backup")
@@ -44,3 +45,4 @@ def test_a_backup_restores_what_was_there(
     run_sync("communities", warehouse, RunOptions(), stats)
     files = sorted(path.name for path in (tmp_path / "records").glob("*.csv"))
     assert (stats.read, stats.loaded) == (0, 0) and stats.files_skipped == files
+    assert stats.cursor == loaded.cursor is not None

@@ -10,8 +10,10 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from flows.main import RunSummary, run
+from loaders.common.quarantine import LoadStats
 from loaders.common.warehouse import Warehouse
 from loaders.communities import samples
+from loaders.registry import RunOptions, run_sync
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -291,3 +293,22 @@ def test_records_from_a_source_table_incrementally(
         "where municipality_code = '1001301000'"
     )
     assert coverage == [(650,)]
+
+
+def test_unchanged_files_are_skipped_until_the_psgc_changes(
+    warehouse: Warehouse, records: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import loaders.communities as source
+
+    first, second, third = LoadStats(), LoadStats(), LoadStats()
+    run_sync("communities", warehouse, RunOptions(), first)
+    run_sync("communities", warehouse, RunOptions(), second)
+    # a new PSGC publication (here: one more barangay) can accept a record quarantined before
+    published = source.barangay_codes()
+    monkeypatch.setattr(source, "barangay_codes", lambda: published | {"1099999999"})
+    run_sync("communities", warehouse, RunOptions(), third)
+
+    files = sorted(path.name for path in records.glob("*.csv"))
+    assert first.files_loaded == files and first.read > 0
+    assert (second.read, second.loaded, second.files_skipped) == (0, 0, files)
+    assert third.files_loaded == files and third.read == first.read

@@ -1,7 +1,8 @@
 """Community records: barangay-level figures from CSV files or a source table, incremental on ``updated_at``.
 
 Every ``*.csv`` under ``sources.communities.files_path`` is read (sorted by name; a file whose content is
-the same as when it was last read, by SHA-256 in the resource state, is skipped unread), or, when
+the same as when it was last read, by SHA-256 in the resource state, and read under the same PSGC
+barangays and column settings, is hashed but not parsed again), or, when
 ``sources.communities.credentials`` (any SQLAlchemy URL, a secret) and ``table`` are set, the table's rows
 updated since the cursor (minus ``LAG_SECONDS``) and those without a timestamp; a record is loaded when
 its ``updated_at`` is at or after the cursor (dlt state, kept in the warehouse), merged on ``record_id``
@@ -12,6 +13,7 @@ cannot be read, goes to ``rejected_rows`` with the file, line and reason.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -106,6 +108,11 @@ def communities(
     stats = stats if stats is not None else LoadStats()
     known = barangay_codes()
     hashed = ("record_id", "barangay_code", *names, "is_deleted", "updated_at")
+    # what decides a record's fate besides its file's bytes: a file is skipped only while these are the
+    # same as when it was read (a new PSGC publication may accept a record quarantined before)
+    context = hashlib.sha256(
+        "\x1f".join([key_column, barangay_code_column, *names, *sorted(known)]).encode()
+    ).hexdigest()
 
     @dlt.resource(
         name="records",
@@ -122,7 +129,8 @@ def communities(
         at_cursor = set() if full_refresh else set(state.get("at_cursor", []))
         latest, latest_ids = cursor, set(at_cursor)
         # the files read whole before, by content digest (only the files still present are kept)
-        files_read = {} if full_refresh else dict(state.get("files", {}))
+        same_context = not full_refresh and state.get("files_context") == context
+        files_read = dict(state.get("files", {})) if same_context else {}
         loaded_at = datetime.now(UTC)
         for source_name, read, digest in readers:
             if digest is not None and files_read.get(source_name) == digest:
@@ -182,6 +190,7 @@ def communities(
                 stats.files_loaded.append(source_name)
         if not credentials:
             state["files"] = {name: files_read[name] for name, _, _ in readers}
+            state["files_context"] = context
         stats.part("communities.records", processed=stats.read, rejected=stats.rejected)
         if latest is not None:
             state["cursor"] = latest.isoformat()
