@@ -43,11 +43,17 @@ def test_overlapping_windows_do_not_duplicate(warehouse: Warehouse) -> None:
     with SalesApiServer(data, api_key=API_KEY) as api:
         first = run_api(api, warehouse)
         second = run_api(api, warehouse, days=5)  # overlaps the first window
-        third = run_api(api, warehouse)  # from the cursor, minus the lookback day
+        third = run_api(api, warehouse)  # from the cursor, minus the lookback day: nothing new
+        latest = max(data, key=lambda record: record["date"])
+        latest["region"] = "Revised"
+        fourth = run_api(api, warehouse)  # the lookback reads one revised line
 
     assert first.loaded == len(data)
-    assert 0 < second.loaded < len(data)
-    assert third.loaded > 0
+    # lines read again unchanged are counted, not loaded (an API with nothing new loads nothing)
+    assert 0 < second.loaded < len(data) and second.unchanged > 0
+    assert (third.loaded, third.unchanged) == (0, third.read) and third.read > 0
+    assert (fourth.loaded, fourth.unchanged) == (1, fourth.read - 1)
+    assert count(warehouse, "select count(*) from raw_sales.orders where region = 'Revised'") == 1
     assert count(warehouse, "select count(*) from raw_sales.orders") == len(data)
     assert count(
         warehouse, "select count(distinct order_id || '|' || product_name) from raw_sales.orders"
