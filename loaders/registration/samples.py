@@ -109,41 +109,14 @@ def build_source_database(
     engine = sa.create_engine(sqlalchemy_url(url))
     metadata = sa.MetaData()
     tables = {
-        "counties": sa.Table(
-            "counties",
-            metadata,
-            sa.Column("code", sa.Integer, primary_key=True),
-            sa.Column("name", sa.Text),
-            sa.Column("registered_voters_2022", sa.BigInteger),
-            sa.Column("updated_at", sa.DateTime),
-        ),
-        "constituencies": sa.Table(
-            "constituencies",
-            metadata,
-            sa.Column("code", sa.Integer, primary_key=True),
-            sa.Column("county_code", sa.Integer),
-            sa.Column("name", sa.Text),
-            sa.Column("registered_voters_2022", sa.BigInteger),
-            sa.Column("updated_at", sa.DateTime),
-        ),
-        "wards": sa.Table(
-            "wards",
-            metadata,
-            sa.Column("code", sa.Integer, primary_key=True),
-            sa.Column("constituency_code", sa.Integer),
-            sa.Column("name", sa.Text),
-            sa.Column("registered_voters_2022", sa.BigInteger),
-            sa.Column("updated_at", sa.DateTime),
-        ),
-        # no updated_at: the loader reads it whole and loads only the rows that changed
-        "polling_stations": sa.Table(
-            "polling_stations",
-            metadata,
-            sa.Column("code", sa.BigInteger, primary_key=True),
-            sa.Column("ward_code", sa.Integer),
-            sa.Column("name", sa.Text),
-            sa.Column("registered_voters_2022", sa.BigInteger),
-        ),
+        name: _level_table(metadata, name, parent, code_type, updated)
+        for name, parent, code_type, updated in (
+            ("counties", None, sa.Integer, True),
+            ("constituencies", "county_code", sa.Integer, True),
+            ("wards", "constituency_code", sa.Integer, True),
+            # no updated_at: the loader reads it whole and loads only the rows that changed
+            ("polling_stations", "ward_code", sa.BigInteger, False),
+        )
     }
     stamp = {"updated_at": BUILT_AT.replace(tzinfo=None)}
     with engine.begin() as conn:
@@ -184,3 +157,16 @@ def plant_faults(url: str, faults: Faults = Faults(), at: datetime | None = None
             {"delta": faults.mismatch_delta, "at": stamp, "code": int(faults.mismatched_ward)},
         )
     engine.dispose()
+
+
+def _level_table(
+    metadata: sa.MetaData, name: str, parent: str | None, code_type: Any, updated: bool
+) -> sa.Table:
+    """One level's table: integer code (as other copies of this data have it), parent code, name, figure."""
+    columns = [sa.Column("code", code_type, primary_key=True)]
+    if parent:
+        columns.append(sa.Column(parent, sa.Integer))
+    columns += [sa.Column("name", sa.Text), sa.Column("registered_voters_2022", sa.BigInteger)]
+    if updated:
+        columns.append(sa.Column("updated_at", sa.DateTime))
+    return sa.Table(name, metadata, *columns)
