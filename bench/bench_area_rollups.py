@@ -62,19 +62,19 @@ def _env(server: Any, database: str) -> dict[str, str]:
 
 
 def _one_run(part: str) -> dict[str, Any]:
-    from flows.main import dbt_build, load_source, rollups
+    from flows.pipeline import dbt_build, load_source, rollups
     from flows.rollups import coverage_mark
     from loaders.common.warehouse import Warehouse
     from loaders.registry import RunOptions
 
     warehouse = Warehouse.from_env("postgres")
     started = time.perf_counter()
-    loaded = load_source.fn(part, warehouse, RunOptions())
+    loaded = load_source(part, warehouse, RunOptions())
     after_load = time.perf_counter()
     since = coverage_mark(warehouse)
-    built, sources = dbt_build.fn(warehouse)
+    built, sources = dbt_build(warehouse)
     after_build = time.perf_counter()
-    rolled = rollups.fn(warehouse, sources, since) if sources else None
+    rolled = rollups(warehouse, sources, since) if sources else None
     done = time.perf_counter()
     if built.status == "error":
         raise RuntimeError(f"dbt build failed: {built.error}")
@@ -104,7 +104,7 @@ FLOOR_MODEL = {"registration": "stg_registration__counties", "communities": "stg
 
 def _dbt_floor(part: str) -> float:
     """Seconds of ``dbt run`` of one staging view: what invoking dbt costs before any real work."""
-    from flows.dbt import invoke
+    from flows.dbt_runner import invoke
     from loaders.common.warehouse import Warehouse
 
     started = time.perf_counter()
@@ -216,8 +216,8 @@ def _change_communities(folder: Path, count: int) -> None:
 
 
 def measure(part: str, repeats: int, changed: int) -> dict[str, Any]:
-    from flows.main import scoped_env
     from loaders.common import pgserver
+    from loaders.common.warehouse import scoped_env
     from loaders.communities import samples as community_samples
     from loaders.registration import samples as registration_samples
 

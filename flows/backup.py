@@ -16,9 +16,17 @@ import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
+from loaders.common import audit
+from loaders.common.lock import WarehouseLock, default_wait_seconds
 from loaders.common.warehouse import ROOT, ConfigurationError, Warehouse, redact
 
 BACKUP_DIR = ROOT / "data" / "backups"
+
+
+def backup_dir() -> Path:
+    """``ELT_BACKUP_DIR`` (relative to the project), ``data/backups`` by default."""
+    folder = Path(os.environ.get("ELT_BACKUP_DIR") or BACKUP_DIR)
+    return folder if folder.is_absolute() else ROOT / folder
 
 
 def _pg_tool(name: str) -> str:
@@ -54,12 +62,40 @@ def _run(argv: list[str], warehouse: Warehouse) -> None:
         raise ConfigurationError(f"{Path(argv[0]).name} failed (exit {done.returncode}): {reason}")
 
 
-def default_path(warehouse: Warehouse) -> Path:
+def default_path(warehouse: Warehouse, folder: Path | None = None) -> Path:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    folder = folder or backup_dir()
     if warehouse.target == "postgres":
-        return BACKUP_DIR / f"{warehouse.pg_database}-{stamp}.dump"
+        return folder / f"{warehouse.pg_database}-{stamp}.dump"
     assert warehouse.duckdb_path is not None
-    return BACKUP_DIR / f"{warehouse.duckdb_path.stem}-{stamp}"
+    return folder / f"{warehouse.duckdb_path.stem}-{stamp}"
+
+
+def backup_held(
+    warehouse: Warehouse,
+    path: Path | None = None,
+    *,
+    folder: Path | None = None,
+    flow_run_id: str | None = None,
+    wait_seconds: float | None = None,
+) -> Path:
+    """A backup taken between runs (it holds the warehouse's lock), audited as a ``backup`` attempt.
+
+    The attempt is written when the backup ends, not as ``running`` when it starts: the backup would
+    otherwise hold its own unfinished row, which a restore would bring back as a run that never ended.
+    """
+    run = audit.SyncRun(sync_type="backup", flow_run_id=flow_run_id)
+    wait = default_wait_seconds() if wait_seconds is None else wait_seconds
+    with WarehouseLock(warehouse, run.sync_run_id).held(wait):
+        target = path or default_path(warehouse, folder)
+        try:
+            written = backup(warehouse, target)
+        except BaseException as exc:
+            audit.record(warehouse, run.fail(exc))
+            raise
+        run.metadata = {"path": str(written)}
+        audit.record(warehouse, run.succeed())
+    return written
 
 
 def backup(warehouse: Warehouse, path: Path | None = None) -> Path:

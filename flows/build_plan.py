@@ -64,10 +64,11 @@ class BuildPlan:
 
 
 def last_build(warehouse: Warehouse) -> tuple[str | None, dict[str, Any]]:
-    """(status, metadata) of the latest dbt_build attempt; (None, {}) before the first."""
+    """(status, metadata) of the latest dbt_build attempt; (None, {}) before the first. An attempt
+    still ``running`` is this run's own; an ``abandoned`` one (its run was killed) counts as failed."""
     rows = warehouse.query(
         "select status, metadata from audit.sync_runs where sync_type = 'dbt_build' "
-        "order by finished_at desc limit 1"
+        "and status <> 'running' order by started_at desc limit 1"
     )
     if not rows:
         return None, {}

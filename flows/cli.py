@@ -1,16 +1,27 @@
-"""``elt``: the command line. ``elt run``, ``elt demo``, ``elt status``; ``--help`` on each."""
+"""``elt``: the command line. ``elt run``, ``elt demo``, ``elt status``; ``--help`` on each.
+
+Exit status: 0 success; 1 a step failed (the summary says which); 2 a setting to fix (one line on
+stderr naming it); 3 the warehouse stayed busy with another run. No traceback unless ``--debug``.
+Commands never start a Prefect server: ``elt run`` calls the steps directly (``flows/pipeline.py``).
+"""
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import typer
 
-from loaders.common.warehouse import ROOT, ConfigurationError, Warehouse, redact
+from loaders.common.warehouse import ROOT, ConfigurationError, Warehouse, WarehouseBusy, redact
+
+F = TypeVar("F", bound=Callable[..., Any])
+EXIT_FAILED, EXIT_CONFIGURATION, EXIT_BUSY = 1, 2, 3
 
 app = typer.Typer(
     help="Incremental ELT: dlt loaders -> dbt models -> Great Expectations checks, audited.",
@@ -35,9 +46,81 @@ def _setup_environment() -> None:
     os.environ.setdefault("DO_NOT_TRACK", "1")
 
 
-def _fail(message: str) -> None:
+_debug = False
+
+
+@app.callback()
+def _options(
+    debug: Annotated[
+        bool, typer.Option("--debug", envvar="ELT_DEBUG", help="Show the traceback of an error.")
+    ] = False,
+) -> None:
+    """Incremental ELT: dlt loaders -> dbt models -> Great Expectations checks, audited."""
+    global _debug
+    _debug = debug
+
+
+def _fail(message: str, code: int = EXIT_FAILED) -> None:
     typer.echo(f"elt: {redact(message)}", err=True)
-    raise typer.Exit(code=1)
+    raise typer.Exit(code=code)
+
+
+def handled(command: F) -> F:
+    """One line on stderr and an exit status for the errors a user can meet (a traceback only with
+    ``--debug``): a setting to fix (2), a busy warehouse (3), anything else (1)."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        _setup_environment()
+        try:
+            return command(*args, **kwargs)
+        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+            raise
+        except ConfigurationError as exc:
+            if _debug:
+                raise
+            _fail(str(exc), EXIT_CONFIGURATION)
+        except WarehouseBusy as exc:
+            if _debug:
+                raise
+            _fail(str(exc), EXIT_BUSY)
+        except Exception as exc:
+            if _debug:
+                raise
+            from loaders.common.audit import describe_error
+
+            _fail(f"{describe_error(exc)} (run with --debug for the traceback)")
+
+    return wrapper  # type: ignore[return-value]
+
+
+WaitOption = Annotated[
+    float | None,
+    typer.Option(
+        "--wait",
+        min=0,
+        help="Seconds to wait while another run holds the warehouse (default ELT_LOCK_WAIT_SECONDS or 600).",
+    ),
+]
+
+
+def _waiting(holder: Any) -> None:
+    """At a terminal, say why nothing happens yet (elsewhere only the outcome is a line of its own)."""
+    if sys.stderr.isatty():
+        who = holder.describe() if holder else "another run"
+        typer.echo(f"elt: the warehouse is busy: {who} holds it; waiting", err=True)
+
+
+@contextmanager
+def _holding(warehouse: Warehouse, wait: float | None) -> Iterator[None]:
+    """The warehouse's run lock for a command that writes (see loaders/common/lock.py)."""
+    import uuid
+
+    from loaders.common.lock import WarehouseLock, default_wait_seconds
+
+    seconds = default_wait_seconds() if wait is None else wait
+    with WarehouseLock(warehouse, uuid.uuid4().hex).held(seconds, _waiting):
+        yield
 
 
 YesOption = Annotated[
@@ -56,10 +139,14 @@ def _confirm_writes(warehouse: Warehouse, yes: bool, what: str) -> None:
     question = f"{warehouse.describe()} is marked production (ELT_PRODUCTION). {what}?"
     if sys.stdin.isatty() and typer.confirm(question, default=False):
         return
-    _fail(f"{warehouse.describe()} is marked production: {what.lower()} needs --yes (or a yes at a terminal)")
+    _fail(
+        f"{warehouse.describe()} is marked production: {what.lower()} needs --yes (or a yes at a terminal)",
+        EXIT_CONFIGURATION,
+    )
 
 
 @app.command()
+@handled
 def run(
     source: Annotated[
         list[str] | None,
@@ -86,50 +173,54 @@ def run(
         ),
     ] = None,
     yes: YesOption = False,
+    wait: WaitOption = None,
 ) -> None:
     """Load the selected sources, run dbt build and the expectations, record the outcome."""
-    _setup_environment()
-    from flows.main import run as run_flow
+    from flows.pipeline import run as run_steps
     from flows.report import print_summary
 
     selected_levels = [name.strip() for name in levels.split(",") if name.strip()] if levels else None
-    try:
-        _confirm_writes(Warehouse.from_env(target), yes, "Load and build")
-        summary = run_flow(source, target, full_refresh, days, selected_levels)
-    except ConfigurationError as exc:
-        _fail(str(exc))
-        return
+    _confirm_writes(Warehouse.from_env(target), yes, "Load and build")
+    summary = run_steps(
+        source, target, full_refresh, days, selected_levels, wait_seconds=wait, on_wait=_waiting
+    )
     print_summary(summary)
+    _exit_for(summary)
+
+
+def _exit_for(summary: Any, what: str = "run") -> None:
+    if summary.configuration_errors:
+        _fail("; ".join(summary.configuration_errors), EXIT_CONFIGURATION)
     if not summary.success:
-        _fail(f"run failed: {', '.join(summary.failed)} (see the table above and `elt status`)")
+        _fail(f"{what} failed: {', '.join(summary.failed)} (see the table above and `elt status`)")
 
 
 @app.command()
+@handled
 def status(target: TargetOption = None) -> None:
     """One line per sync type, from audit.sync_status."""
-    _setup_environment()
     from flows.report import print_status
+    from loaders.common.lock import reading
 
-    try:
-        ok = print_status(Warehouse.from_env(target))
-    except ConfigurationError as exc:
-        _fail(str(exc))
-        return
+    warehouse = Warehouse.from_env(target)
+    with reading(warehouse):
+        ok = print_status(warehouse)
     if not ok:
         raise typer.Exit(code=1)
 
 
 @app.command()
+@handled
 def demo(
     samples: Annotated[Path, typer.Option(help="Where to write the generated sample sources.")] = ROOT
     / "data"
     / "samples",
+    wait: WaitOption = None,
 ) -> None:
     """Generate the sample sources, start the local sales API and run everything into DuckDB."""
-    _setup_environment()
-    from flows.main import run as run_flow
-    from flows.main import scoped_env
+    from flows.pipeline import run as run_steps
     from flows.report import print_reconciliation, print_row_counts, print_status, print_summary, row_counts
+    from loaders.common.warehouse import scoped_env
     from loaders.communities import samples as community_samples
     from loaders.odk_central import fake_central
     from loaders.odk_central import samples as odk_samples
@@ -176,7 +267,7 @@ def demo(
             "missing, a ward off by 1,000)\n"
         )
         before = row_counts(warehouse)
-        summary = run_flow(None, "duckdb", False, None)
+        summary = run_steps(None, "duckdb", False, None, wait_seconds=wait, on_wait=_waiting)
     print_summary(summary)
     typer.echo("")
     print_row_counts(before, row_counts(warehouse))
@@ -184,14 +275,14 @@ def demo(
     print_status(warehouse)
     typer.echo("")
     print_reconciliation(warehouse)
-    if not summary.success:
-        _fail(f"demo failed: {', '.join(summary.failed)}")
-    _demo_coverage(warehouse, samples, community_records.records)
+    _exit_for(summary, "demo")
+    _demo_coverage(warehouse, samples, community_records.records, wait)
 
 
-def _demo_coverage(warehouse: Warehouse, samples: Path, first_batch: int) -> None:
+def _demo_coverage(warehouse: Warehouse, samples: Path, first_batch: int, wait: float | None) -> None:
     """A later batch of community records is loaded; the coverage rebuild is previewed, then applied."""
-    from flows.main import load_source, scoped_env
+    from flows.pipeline import load_source
+    from loaders.common.warehouse import scoped_env
     from loaders.communities import samples as community_samples
     from loaders.registry import RunOptions
 
@@ -200,16 +291,20 @@ def _demo_coverage(warehouse: Warehouse, samples: Path, first_batch: int) -> Non
         f"\nCommunity coverage: {first_batch:,} records were loaded above; a later batch of {count} "
         "arrives (revised figures, one record deleted) and is loaded without publishing:"
     )
-    with scoped_env({"SOURCES__COMMUNITIES__FILES_PATH": str(samples / "communities")}):
-        loaded = load_source.fn("communities", warehouse, RunOptions())
+    with (
+        scoped_env({"SOURCES__COMMUNITIES__FILES_PATH": str(samples / "communities")}),
+        _holding(warehouse, wait),
+    ):
+        loaded = load_source("communities", warehouse, RunOptions())
     typer.echo(f"  read {loaded.read}, loaded {loaded.loaded}, rejected {loaded.rejected}; {loaded.detail}")
     typer.echo("\n$ elt coverage --dry-run")
-    coverage(dry_run=True, region=None, sample=5, target=warehouse.target, yes=False)
+    coverage(dry_run=True, region=None, sample=5, target=warehouse.target, yes=False, wait=wait)
     typer.echo("\n$ elt coverage")
-    coverage(dry_run=False, region=None, sample=5, target=warehouse.target, yes=False)
+    coverage(dry_run=False, region=None, sample=5, target=warehouse.target, yes=False, wait=wait)
 
 
 @app.command()
+@handled
 def reconcile(
     source: Annotated[str, typer.Argument(help="What to reconcile: registration.")],
     target: TargetOption = None,
@@ -219,28 +314,27 @@ def reconcile(
     ] = None,
 ) -> None:
     """Print the areas whose figures do not reconcile (as of the last dbt build); exit 1 if any."""
-    _setup_environment()
     from flows.report import print_reconciliation
+    from loaders.common.lock import reading
 
     if source != "registration":
-        _fail(f"reconcile supports registration, not {source!r}")
-    try:
-        if county is not None:
-            from loaders.common.values import normalise_code
+        _fail(f"reconcile supports registration, not {source!r}", EXIT_CONFIGURATION)
+    if county is not None:
+        from loaders.common.values import normalise_code
 
+        try:
             county = normalise_code(county, 3)
-        mismatches = print_reconciliation(Warehouse.from_env(target), limit, county)
-    except ValueError as exc:
-        _fail(f"--county: {exc}")
-        return
-    except ConfigurationError as exc:
-        _fail(str(exc))
-        return
+        except ValueError as exc:
+            raise ConfigurationError(f"--county: {exc}") from None
+    warehouse = Warehouse.from_env(target)
+    with reading(warehouse):
+        mismatches = print_reconciliation(warehouse, limit, county)
     if mismatches:
         _fail(f"{mismatches} areas do not reconcile")
 
 
 @app.command()
+@handled
 def coverage(
     dry_run: Annotated[
         bool,
@@ -252,30 +346,31 @@ def coverage(
     sample: Annotated[int, typer.Option(min=0, help="Changed rows to show per level.")] = 5,
     target: TargetOption = None,
     yes: YesOption = False,
+    wait: WaitOption = None,
 ) -> None:
     """Rebuild the community coverage rollups from the loaded records, or preview it with --dry-run."""
-    _setup_environment()
     from flows.coverage import CoverageError, apply, preview
     from flows.report import print_coverage_changes
 
-    try:
-        warehouse = Warehouse.from_env(target)
-        if region is not None:
-            region = _region_code(region)
-        if not dry_run:
-            _confirm_writes(warehouse, yes, "Publish the coverage rollups")
-        changes = preview(warehouse, region, sample)
-    except (ConfigurationError, CoverageError) as exc:
-        _fail(str(exc))
-        return
-    where = f" in region {region}" if region else ""
-    heading = "Dry run: a rebuild would change" if dry_run else "Applying: the rebuild changes"
-    typer.echo(f"{heading}{where} ({warehouse.describe()}):")
-    print_coverage_changes(changes)
-    if dry_run:
-        typer.echo("Nothing was published (the preview was built in a scratch schema, now dropped).")
-        return
-    result = apply(warehouse)
+    warehouse = Warehouse.from_env(target)
+    if region is not None:
+        region = _region_code(region)
+    if not dry_run:
+        _confirm_writes(warehouse, yes, "Publish the coverage rollups")
+    with _holding(warehouse, wait):
+        try:
+            changes = preview(warehouse, region, sample)
+        except CoverageError as exc:
+            _fail(str(exc))
+            return
+        where = f" in region {region}" if region else ""
+        heading = "Dry run: a rebuild would change" if dry_run else "Applying: the rebuild changes"
+        typer.echo(f"{heading}{where} ({warehouse.describe()}):")
+        print_coverage_changes(changes)
+        if dry_run:
+            typer.echo("Nothing was published (the preview was built in a scratch schema, now dropped).")
+            return
+        result = apply(warehouse)
     if not result.success:
         _fail(f"publishing the coverage rollups failed: {result.message()}")
     typer.echo(
@@ -295,6 +390,7 @@ def _region_code(value: str) -> str:
 
 
 @app.command()
+@handled
 def backup(
     output: Annotated[
         Path | None,
@@ -303,37 +399,32 @@ def backup(
         ),
     ] = None,
     target: TargetOption = None,
+    wait: WaitOption = None,
 ) -> None:
-    """Back up the whole warehouse (pg_dump, or DuckDB's EXPORT DATABASE); `elt restore` reads it back."""
-    _setup_environment()
-    from flows.backup import backup as write_backup
+    """Back up the whole warehouse (pg_dump, or DuckDB's EXPORT DATABASE); `elt restore` reads it back.
+    Taken between runs: it waits while a run holds the warehouse."""
+    from flows.backup import backup_held
 
-    try:
-        path = write_backup(Warehouse.from_env(target), output)
-    except ConfigurationError as exc:
-        _fail(str(exc))
-        return
+    path = backup_held(Warehouse.from_env(target), output, wait_seconds=wait)
     typer.echo(f"Backup written to {path}")
 
 
 @app.command()
+@handled
 def restore(
     path: Annotated[Path, typer.Argument(help="A backup written by `elt backup`.")],
     target: TargetOption = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Replace the warehouse's contents.")] = False,
+    wait: WaitOption = None,
 ) -> None:
     """Replace the warehouse's contents with a backup (always asks for --yes)."""
-    _setup_environment()
     from flows.backup import restore as read_backup
 
-    try:
-        warehouse = Warehouse.from_env(target)
-        if not yes:
-            _fail(f"restoring replaces everything in {warehouse.describe()}: pass --yes")
+    warehouse = Warehouse.from_env(target)
+    if not yes:
+        _fail(f"restoring replaces everything in {warehouse.describe()}: pass --yes", EXIT_CONFIGURATION)
+    with _holding(warehouse, wait):
         read_backup(warehouse, path)
-    except ConfigurationError as exc:
-        _fail(str(exc))
-        return
     typer.echo(f"Restored {warehouse.describe()} from {path}")
 
 
@@ -342,6 +433,7 @@ app.add_typer(state_app, name="state")
 
 
 @state_app.command("set-cursor")
+@handled
 def set_cursor(
     source: Annotated[str, typer.Argument(help="The source: odk_central.")],
     form: Annotated[str, typer.Option("--form", help="The form (xml_form_id) whose cursor to set.")],
@@ -352,19 +444,19 @@ def set_cursor(
     timestamp: Annotated[str | None, typer.Option("--timestamp", help="An ISO 8601 timestamp.")] = None,
     target: TargetOption = None,
     yes: YesOption = False,
+    wait: WaitOption = None,
 ) -> None:
     """Seed a form's cursor so a team switching over does not download everything again."""
-    _setup_environment()
     from loaders.common.state import parse_cursor, read_cursor_file, set_resource_cursor
 
     if source != "odk_central":
-        _fail(f"set-cursor supports odk_central, not {source!r}")
+        _fail(f"set-cursor supports odk_central, not {source!r}", EXIT_CONFIGURATION)
     if (from_file is None) == (timestamp is None):
-        _fail("give exactly one of --from-file and --timestamp")
-    try:
-        moment = read_cursor_file(from_file) if from_file else parse_cursor(timestamp or "")
-        warehouse = Warehouse.from_env(target)
-        _confirm_writes(warehouse, yes, "Set the cursor")
+        _fail("give exactly one of --from-file and --timestamp", EXIT_CONFIGURATION)
+    moment = read_cursor_file(from_file) if from_file else parse_cursor(timestamp or "")
+    warehouse = Warehouse.from_env(target)
+    _confirm_writes(warehouse, yes, "Set the cursor")
+    with _holding(warehouse, wait):
         set_resource_cursor(
             warehouse,
             pipeline_name="odk_central",
@@ -373,9 +465,6 @@ def set_cursor(
             resource_name=form,
             values={"cursor": moment.isoformat(), "recent": {}},
         )
-    except ConfigurationError as exc:
-        _fail(str(exc))
-        return
     typer.echo(f"odk_central {form}: cursor set to {moment.isoformat()} in {warehouse.describe()}")
 
 
@@ -384,6 +473,7 @@ app.add_typer(attachments_app, name="attachments")
 
 
 @attachments_app.command("url")
+@handled
 def attachment_url(
     key: Annotated[str, typer.Argument(help="The storage key (raw_odk_central.attachments.storage_key).")],
     expires: Annotated[
@@ -395,7 +485,6 @@ def attachment_url(
     ] = None,
 ) -> None:
     """Print a URL for a stored attachment: signed where the storage signs (s3, gcs), else a file URL."""
-    _setup_environment()
     import dlt
 
     from loaders.odk_central.attachments import AttachmentError, AttachmentStore

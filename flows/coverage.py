@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from flows.dbt import DbtResult, invoke
+from flows.dbt_runner import DbtResult, invoke
 from loaders.common.warehouse import Warehouse
 
 SCRATCH_SCHEMA = "scratch_coverage"

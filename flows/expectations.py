@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
 GX_DIR: Path = ROOT / "gx"
 MARTS_SCHEMA = "marts"
-#: The dbt source each mart is built from (the names ``flows.main.available_dbt_sources`` returns).
+#: The dbt source each mart is built from (the names ``flows.pipeline.available_dbt_sources`` returns).
 MART_SOURCES: dict[str, str] = {
     "fct_sales": "sales",
     "agg_sales_daily_by_region": "sales",

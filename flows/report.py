@@ -6,7 +6,7 @@ from typing import Any
 
 import typer
 
-from flows.main import RunSummary
+from flows.pipeline import RunSummary
 from loaders.common.warehouse import ConfigurationError, Warehouse
 
 
@@ -33,6 +33,10 @@ def print_summary(summary: RunSummary) -> None:
         for step in summary.steps
     ]
     typer.echo(f"Run on {summary.target}: {'success' if summary.success else 'FAILED'}")
+    if summary.abandoned:
+        typer.echo(
+            f"({summary.abandoned} attempts of an earlier run that died were marked abandoned: `elt status`)"
+        )
     typer.echo(_table(["step", "status", "read", "loaded", "rejected", "detail"], rows))
 
 
@@ -44,6 +48,7 @@ select
     last_attempt_timestamp,
     successful_sync_count,
     failed_sync_count,
+    abandoned_sync_count,
     last_records_processed,
     last_error_message
 from audit.sync_status
@@ -70,10 +75,11 @@ def print_status(warehouse: Warehouse) -> bool:
                 "last_attempt",
                 "ok",
                 "failed",
+                "abandoned",
                 "records",
                 "last_error",
             ],
-            [[*row[:2], _ts(row[2]), _ts(row[3]), *row[4:7], (row[7] or "")[:60]] for row in rows],
+            [[*row[:2], _ts(row[2]), _ts(row[3]), *row[4:8], (row[8] or "")[:60]] for row in rows],
         )
     )
     return True

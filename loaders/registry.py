@@ -176,8 +176,41 @@ def resolve(names: list[str] | None) -> list[str]:
     return selected
 
 
+#: Where else a setting can come from, named in the message when it is missing (a deployment adds its
+#: Prefect Secret blocks here): environment variable -> where.
+SETTING_HINTS: dict[str, str] = {}
+
+
+def missing_settings_message(name: str, exc: Any) -> str:
+    """One line naming the settings a source lacks and where to put them (dlt's own message lists
+    every place it looked, over some twenty lines)."""
+    wanted = []
+    for missing in getattr(exc, "fields", None) or ["?"]:
+        variable = f"SOURCES__{name.upper()}__{str(missing).upper()}"
+        where = f"set {variable}"
+        if variable in SETTING_HINTS:
+            where += f" or {SETTING_HINTS[variable]}"
+        wanted.append(f"sources.{name}.{missing} ({where}, or put it in .dlt/secrets.toml)")
+    return f"{name}: missing setting {'; '.join(wanted)}"
+
+
 def run_sync(name: str, warehouse: Warehouse, options: RunOptions, stats: LoadStats) -> Any:
-    """Load one source into the warehouse, filling ``stats``; raises on failure."""
+    """Load one source into the warehouse, filling ``stats``; raises on failure (``ConfigurationError``
+    when a setting is missing or wrong)."""
+    from dlt.common.configuration.exceptions import ConfigFieldMissingException
+
     sync = SYNCS[name]
-    source = sync.build(stats, options, warehouse)
-    return run_source(source, pipeline_name=name, dataset_name=sync.dataset, warehouse=warehouse)
+    try:
+        source = sync.build(stats, options, warehouse)
+        return run_source(source, pipeline_name=name, dataset_name=sync.dataset, warehouse=warehouse)
+    except Exception as exc:
+        # dlt resolves settings when the source is built or, for a resource's own, when it is extracted
+        # (then wrapped in a step error): either way the user is told which setting, in one line
+        cause: BaseException | None = exc
+        while cause is not None:
+            if isinstance(cause, ConfigFieldMissingException):
+                raise ConfigurationError(missing_settings_message(name, cause)) from None
+            if isinstance(cause, ConfigurationError):
+                raise cause from None
+            cause = cause.__cause__ or cause.__context__
+        raise

@@ -6,6 +6,7 @@ Tests that touch the warehouse take the ``warehouse`` fixture and run once per t
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,11 @@ from loaders.common.warehouse import Warehouse
 
 os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
+# Every session starts as a newcomer's machine does: an empty Prefect home (whatever earlier sessions
+# left in ~/.prefect), and dbt's artifacts kept apart from the project's target/ folder.
+_SESSION_DIR = Path(tempfile.mkdtemp(prefix="elt-tests-"))
+os.environ["PREFECT_HOME"] = str(_SESSION_DIR / "prefect-home")
+os.environ["ELT_DBT_ARTIFACTS"] = str(_SESSION_DIR / "dbt")
 
 
 @pytest.fixture(scope="session")
@@ -64,3 +70,9 @@ def prefect_harness() -> Iterator[None]:
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    import shutil
+
+    shutil.rmtree(_SESSION_DIR, ignore_errors=True)

@@ -28,14 +28,14 @@ def test_an_unknown_source_is_a_one_line_error(tmp_path, monkeypatch: pytest.Mon
 
     result = runner.invoke(app, ["run", "--source", "nope", "--target", "duckdb"])
 
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "unknown source 'nope'" in result.output
 
 
 def test_an_unknown_target_is_a_one_line_error() -> None:
     result = runner.invoke(app, ["status", "--target", "oracle"])
 
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "unknown target 'oracle'" in result.output
 
 
@@ -53,12 +53,11 @@ def test_a_wrong_postgres_password_does_not_leak(pg_server, monkeypatch: pytest.
 
     result = runner.invoke(app, ["status", "--target", "postgres"])
 
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "cannot connect" in result.output
     assert "not-the-password-xyz" not in result.output
 
 
-@pytest.mark.usefixtures("prefect_harness")
 def test_demo_twice_loads_nothing_new(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ELT_DUCKDB_PATH", str(tmp_path / "demo.duckdb"))
     args = ["demo", "--samples", str(tmp_path / "samples")]

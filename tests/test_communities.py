@@ -9,13 +9,11 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
-from flows.main import RunSummary, run
+from flows.pipeline import RunSummary, run
 from loaders.common.quarantine import LoadStats
 from loaders.common.warehouse import Warehouse
 from loaders.communities import samples
 from loaders.registry import RunOptions, run_sync
-
-pytestmark = pytest.mark.usefixtures("prefect_harness")
 
 ILIGAN = "1030900000"
 LANAO_DEL_NORTE = "1003500000"
@@ -165,10 +163,10 @@ def test_a_dry_run_changes_nothing_and_apply_publishes(warehouse: Warehouse, rec
     write_batch(
         records, "records_zz.csv", [[f"CR-{code}", code, "12345", "999", "false", "2026-03-02T00:00:00Z"]]
     )
-    from flows.main import load_source
+    from flows.pipeline import load_source
     from loaders.registry import RunOptions
 
-    assert load_source.fn("communities", warehouse, RunOptions()).loaded == 1
+    assert load_source("communities", warehouse, RunOptions()).loaded == 1
     snapshot_rows = warehouse.query("select count(*) from snapshots.snp_coverage")
     cli = CliRunner()
 

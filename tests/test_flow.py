@@ -1,4 +1,5 @@
-"""The main flow end to end on both targets: loads -> dbt build -> expectations -> audit."""
+"""The main run end to end on both targets: loads -> dbt build -> expectations -> audit; once as the
+Prefect flow (in-process, under a temporary Prefect API), otherwise as ``elt run`` calls it."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from flows.main import RunSummary, run
+from flows import main
+from flows.pipeline import RunSummary, run
 from loaders.common.warehouse import Warehouse
 from loaders.communities import samples as community_samples
 from loaders.odk_central import samples as odk_samples
@@ -15,8 +17,6 @@ from loaders.registration import samples as registration_samples
 from loaders.sales import samples
 from tests.odk_fixtures import EMAIL, PASSWORD, central
 from tests.sales_fixtures import GOOD_ROWS, write_csv
-
-pytestmark = pytest.mark.usefixtures("prefect_harness")
 
 MART_COUNTS = {
     "fct_sales": "select count(*) from marts.fct_sales",
@@ -88,10 +88,11 @@ def step(summary: RunSummary, name: str):
     return next(s for s in summary.steps if s.name == name)
 
 
+@pytest.mark.usefixtures("prefect_harness")
 def test_the_flow_loads_builds_checks_and_a_rerun_changes_nothing(
     warehouse: Warehouse, sample_sources
 ) -> None:
-    first = run(target=warehouse.target)
+    first = main.run(target=warehouse.target)
 
     assert first.success, [(s.name, s.error) for s in first.steps]
     for name in ("sales_csv", "sales_api", "sales_users"):
@@ -102,7 +103,7 @@ def test_the_flow_loads_builds_checks_and_a_rerun_changes_nothing(
     assert before["fct_sales"] == step(first, "sales_csv").loaded + step(first, "sales_api").loaded
     assert before["dim_users"] == step(first, "sales_users").loaded
 
-    second = run(target=warehouse.target)
+    second = main.run(target=warehouse.target)
 
     assert second.success
     assert step(second, "odk_central").read == 0

@@ -9,14 +9,12 @@ import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from flows.cli import app
-from flows.main import RunSummary, run
+from flows.pipeline import RunSummary, run
 from loaders.common.quarantine import LoadStats
 from loaders.common.values import normalise_code
 from loaders.common.warehouse import Warehouse
 from loaders.registration import samples
 from loaders.registry import RunOptions, run_sync
-
-pytestmark = pytest.mark.usefixtures("prefect_harness")
 
 COUNTIES = {"001", "047"}  # Mombasa and Nairobi: 23 constituencies, 115 wards, ~3,800 stations
 

@@ -1,5 +1,10 @@
 """``audit.sync_runs``: one row per sync attempt, written on a connection of its own.
 
+An attempt is written as ``running`` when it starts and completed (``success`` or ``error``) when it
+ends, so a run killed half-way still shows. While it runs, its process refreshes ``heartbeat_at``. The
+next run, once it holds the warehouse (``loaders.common.lock``: no other run can be alive then), marks
+the attempts still ``running`` as ``abandoned``.
+
 dbt builds the views users query (``audit.sync_history``, ``audit.sync_status``) on top of this table.
 """
 
@@ -8,7 +13,10 @@ from __future__ import annotations
 import json
 import os
 import socket
+import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -21,7 +29,7 @@ create table if not exists audit.sync_runs (
     flow_run_id varchar(64),
     sync_type varchar(128) not null,
     started_at timestamp with time zone not null,
-    finished_at timestamp with time zone not null,
+    finished_at timestamp with time zone,
     status varchar(16) not null,
     records_processed bigint,
     records_rejected bigint,
@@ -29,9 +37,15 @@ create table if not exists audit.sync_runs (
     service_instance varchar(256),
     cursor_value varchar(64),
     metadata text,
-    load_id varchar(64)
+    load_id varchar(64),
+    heartbeat_at timestamp with time zone
 )
 """
+# Warehouses created before attempts were written at their start.
+MIGRATIONS = (
+    "alter table audit.sync_runs add column if not exists heartbeat_at timestamp with time zone",
+    "alter table audit.sync_runs alter column finished_at drop not null",
+)
 
 COLUMNS = (
     "sync_run_id",
@@ -47,7 +61,14 @@ COLUMNS = (
     "cursor_value",
     "metadata",
     "load_id",
+    "heartbeat_at",
 )
+HEARTBEAT_SECONDS = 30.0
+
+# One audit write at a time per process: the heartbeat thread and the run never race on a row (DuckDB
+# would fail one of two concurrent updates of the same row).
+_write_lock = threading.Lock()
+_ensured: set[str] = set()
 
 
 def utcnow() -> datetime:
@@ -59,9 +80,25 @@ def service_instance() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def describe_error(exc: BaseException) -> str:
+    """The innermost error, which says what went wrong (dlt wraps errors in step errors), on one line
+    and redacted; an error raised ``from None`` already says it (its context is a detail it replaces)."""
+    inner: BaseException = exc
+    seen = set()
+    while id(inner) not in seen:
+        seen.add(id(inner))
+        following = inner.__cause__ or (None if inner.__suppress_context__ else inner.__context__)
+        if following is None:
+            break
+        inner = following
+    text = str(inner).strip()
+    first = text.splitlines()[0] if text else ""
+    return redact(f"{type(inner).__name__}: {first}" if first else type(inner).__name__)
+
+
 @dataclass
 class SyncRun:
-    """What one attempt did; ``record`` writes it to ``audit.sync_runs``."""
+    """What one attempt did; ``start`` and ``finish`` (or ``record``) write it to ``audit.sync_runs``."""
 
     sync_type: str
     flow_run_id: str | None = None
@@ -84,7 +121,7 @@ class SyncRun:
     def fail(self, error: BaseException | str) -> SyncRun:
         self.status = "error"
         self.finished_at = utcnow()
-        message = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+        message = error if isinstance(error, str) else describe_error(error)
         self.error_message = redact(message)[:4000]
         return self
 
@@ -99,7 +136,7 @@ class SyncRun:
             self.flow_run_id,
             self.sync_type,
             self.started_at,
-            self.finished_at or utcnow(),
+            self.finished_at,
             self.status,
             self.records_processed,
             self.records_rejected,
@@ -108,24 +145,144 @@ class SyncRun:
             self.cursor_value,
             json.dumps(self.metadata, default=str, sort_keys=True),
             self.load_id,
+            utcnow(),
         )
 
 
 def ensure_audit_table(warehouse: Warehouse) -> None:
-    with warehouse.connect() as conn:
-        cur = conn.cursor()
-        cur.execute("create schema if not exists audit")
-        cur.execute(SYNC_RUNS_DDL)
-
-
-def record(warehouse: Warehouse, run: SyncRun) -> None:
-    """Write one attempt on a connection of its own, so it survives a failed load."""
-    placeholders = ", ".join([warehouse.paramstyle] * len(COLUMNS))
-    with warehouse.connect() as conn:
+    """Create (or bring up to date) ``audit.sync_runs``; once per process and warehouse."""
+    if warehouse.key() in _ensured:
+        return
+    with _write_lock, warehouse.connect() as conn:
         cur = conn.cursor()
         cur.execute("create schema if not exists audit")
         cur.execute(SYNC_RUNS_DDL)
         cur.execute(
-            f"insert into audit.sync_runs ({', '.join(COLUMNS)}) values ({placeholders})",
-            run.row(),
+            "select count(*) from information_schema.columns where table_schema = 'audit' "
+            "and table_name = 'sync_runs' and column_name = 'heartbeat_at'"
         )
+        if not cur.fetchone()[0]:
+            for statement in MIGRATIONS:
+                cur.execute(statement)
+    _ensured.add(warehouse.key())
+
+
+def _execute(warehouse: Warehouse, sql: str, params: tuple[Any, ...]) -> None:
+    ensure_audit_table(warehouse)
+    try:
+        with _write_lock, warehouse.connect() as conn:
+            conn.cursor().execute(sql, params)
+    except Exception:
+        if warehouse.key() not in _ensured:
+            raise
+        # the table went away under this process (a restore, a new file at the same path): once more
+        _ensured.discard(warehouse.key())
+        ensure_audit_table(warehouse)
+        with _write_lock, warehouse.connect() as conn:
+            conn.cursor().execute(sql, params)
+
+
+def record(warehouse: Warehouse, run: SyncRun) -> None:
+    """Write one whole attempt on a connection of its own, so it survives a failed load."""
+    placeholders = ", ".join([warehouse.paramstyle] * len(COLUMNS))
+    _execute(
+        warehouse, f"insert into audit.sync_runs ({', '.join(COLUMNS)}) values ({placeholders})", run.row()
+    )
+
+
+def start(warehouse: Warehouse, run: SyncRun) -> SyncRun:
+    """Write the attempt as ``running`` (``finish`` completes it)."""
+    run.status, run.finished_at = "running", None
+    record(warehouse, run)
+    return run
+
+
+def finish(warehouse: Warehouse, run: SyncRun) -> None:
+    """Complete an attempt written by ``start`` with its outcome."""
+    updated = COLUMNS[1:]
+    assignments = ", ".join(f"{column} = {warehouse.paramstyle}" for column in updated)
+    _execute(
+        warehouse,
+        f"update audit.sync_runs set {assignments} where sync_run_id = {warehouse.paramstyle}",
+        (*run.row()[1:], run.sync_run_id),
+    )
+
+
+@contextmanager
+def attempt(warehouse: Warehouse, run: SyncRun) -> Iterator[SyncRun]:
+    """``run`` written as ``running`` now and completed on exit: ``success`` unless the block marked it
+    otherwise, ``error`` with the reason when the block raised (and the error goes on)."""
+    start(warehouse, run)
+    try:
+        yield run
+    except BaseException as exc:
+        if run.status == "running":
+            run.fail(exc)
+        finish(warehouse, run)
+        raise
+    if run.status == "running":
+        run.succeed()
+    finish(warehouse, run)
+
+
+def beat(warehouse: Warehouse) -> None:
+    """Refresh ``heartbeat_at`` of this process's running attempts."""
+    _execute(
+        warehouse,
+        f"update audit.sync_runs set heartbeat_at = {warehouse.paramstyle} "
+        f"where status = 'running' and service_instance = {warehouse.paramstyle}",
+        (utcnow(), service_instance()),
+    )
+
+
+@contextmanager
+def heartbeat(warehouse: Warehouse, every_seconds: float | None = None) -> Iterator[None]:
+    """Refresh the heartbeat of this process's running attempts every ``every_seconds``
+    (``ELT_HEARTBEAT_SECONDS``, 30 s by default) until the block ends."""
+    interval = every_seconds or float(os.environ.get("ELT_HEARTBEAT_SECONDS") or HEARTBEAT_SECONDS)
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(interval):
+            try:
+                beat(warehouse)
+            except Exception:  # noqa: S112 - a missed beat is not worth failing a run for
+                continue
+
+    thread = threading.Thread(target=loop, name="elt-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def mark_abandoned(warehouse: Warehouse) -> int:
+    """Mark every attempt still ``running`` as ``abandoned``; call it only while holding the warehouse
+    lock (then no other run is alive, so those attempts' processes are gone). Returns how many."""
+    ensure_audit_table(warehouse)
+    rows = warehouse.query(
+        "select sync_run_id, service_instance, started_at, heartbeat_at from audit.sync_runs "
+        "where status = 'running'"
+    )
+    for run_id, instance, started_at, heartbeat_at in rows:
+        last = heartbeat_at or started_at
+        message = (
+            f"abandoned: process {instance} ended without finishing (killed or lost); "
+            f"started {_stamp(started_at)}, last heartbeat {_stamp(last)}"
+        )
+        _execute(
+            warehouse,
+            f"update audit.sync_runs set status = 'abandoned', error_message = {warehouse.paramstyle} "
+            f"where sync_run_id = {warehouse.paramstyle} and status = 'running'",
+            (message, run_id),
+        )
+    return len(rows)
+
+
+def _stamp(value: Any) -> str:
+    if isinstance(value, datetime):
+        moment = value if value.tzinfo else value.replace(tzinfo=UTC)
+        return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return str(value)

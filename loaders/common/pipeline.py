@@ -3,12 +3,39 @@
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import tempfile
+from pathlib import Path
 from typing import Any
 
 import dlt
 
 from loaders.common.warehouse import Warehouse
+
+WORKDIR_PREFIX = "elt-"
+_WORKDIR = re.compile(rf"^{WORKDIR_PREFIX}[a-z0-9_]+-(\d+)-")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
+
+
+def remove_stale_workdirs(root: Path | None = None) -> list[Path]:
+    """Remove the working folders of runs whose process is gone; return what was removed."""
+    removed = []
+    for path in Path(root or tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}*"):
+        match = _WORKDIR.match(path.name)
+        if match and path.is_dir() and not _alive(int(match.group(1))):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
 
 
 def run_source(

@@ -7,6 +7,7 @@ One set of environment variables feeds dlt's destination, dbt's profile and the 
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,6 +23,10 @@ DEFAULT_DUCKDB_PATH = "data/warehouse.duckdb"
 
 class ConfigurationError(RuntimeError):
     """A setting is missing or wrong; the message says which and how to fix it."""
+
+
+class WarehouseBusy(RuntimeError):
+    """Another run holds the warehouse; the message names it (see ``loaders.common.lock``)."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,12 @@ class Warehouse:
         if self.target == "duckdb":
             return f"duckdb:{self.duckdb_path}"
         return f"postgres://{self.pg_user}@{self.pg_host}:{self.pg_port}/{self.pg_database}"
+
+    def key(self) -> str:
+        """A short name for this warehouse, the same on every machine that points at it (dbt's
+        artifacts and the run lock are kept per warehouse)."""
+        where = str(self.duckdb_path) if self.target == "duckdb" else self.describe()
+        return f"{self.target}-{hashlib.sha256(where.encode()).hexdigest()[:12]}"
 
     def env(self) -> dict[str, str]:
         """The environment dbt's profile and the checks read for this target."""
@@ -134,7 +145,16 @@ class Warehouse:
 
             assert self.duckdb_path is not None
             self.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
-            conn = duckdb.connect(str(self.duckdb_path))
+            try:
+                conn = duckdb.connect(str(self.duckdb_path))
+            except duckdb.IOException as exc:
+                if "lock" not in str(exc).lower():
+                    raise
+                from loaders.common.lock import WarehouseLock
+
+                holder = WarehouseLock(self, "").holder()
+                who = holder.describe() if holder else "another process"
+                raise WarehouseBusy(f"{self.describe()} is in use by {who}: try again when it ends") from None
             conn.begin()  # so that commit and rollback below always have a transaction
         else:
             import psycopg2
@@ -169,6 +189,21 @@ class Warehouse:
             # no parameters: no placeholder parsing either (a literal % stays as written on PostgreSQL)
             cur.execute(sql, params or None)
             return cur.fetchall() if cur.description else []
+
+
+@contextmanager
+def scoped_env(values: dict[str, str]) -> Iterator[None]:
+    """Set environment variables for the duration of the block, then restore them."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 _SECRET_ENV_VARS = ("ELT_PG_PASSWORD",)

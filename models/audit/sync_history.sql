@@ -19,7 +19,8 @@ history as (
         service_instance,
         metadata,
         load_id,
-        cursor_at
+        cursor_at,
+        last_heartbeat_at
     from stg_audit__sync_runs
 )
 

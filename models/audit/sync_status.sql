@@ -7,12 +7,12 @@ stg_audit__sync_runs as (
 ranked_attempts as (
     select
         sync_type,
-        finished_at,
+        coalesce(finished_at, last_heartbeat_at, started_at) as attempted_at,
         status,
         error_message,
         records_processed,
         row_number() over (
-            partition by sync_type order by finished_at desc, started_at desc
+            partition by sync_type order by started_at desc, finished_at desc
         ) as attempt_rank
     from stg_audit__sync_runs
 ),
@@ -42,7 +42,8 @@ counts as (
     select
         sync_type,
         sum(case when status = 'success' then 1 else 0 end) as successful_sync_count,
-        sum(case when status = 'error' then 1 else 0 end) as failed_sync_count
+        sum(case when status = 'error' then 1 else 0 end) as failed_sync_count,
+        sum(case when status = 'abandoned' then 1 else 0 end) as abandoned_sync_count
     from stg_audit__sync_runs
     group by sync_type
 ),
@@ -51,11 +52,12 @@ status as (
     select
         counts.sync_type,
         last_successes.reached_at as last_sync_timestamp,
-        last_attempts.finished_at as last_attempt_timestamp,
+        last_attempts.attempted_at as last_attempt_timestamp,
         last_attempts.status as last_sync_status,
         last_attempts.error_message as last_error_message,
         counts.successful_sync_count,
         counts.failed_sync_count,
+        counts.abandoned_sync_count,
         last_attempts.records_processed as last_records_processed
     from counts
     inner join last_attempts

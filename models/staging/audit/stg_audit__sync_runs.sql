@@ -14,6 +14,7 @@ renamed as (
         status,
         records_processed,
         records_rejected,
+        heartbeat_at as last_heartbeat_at,
         {{ epoch_seconds('finished_at') }}
         - {{ epoch_seconds('started_at') }} as duration_seconds,
         error_message,

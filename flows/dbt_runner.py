@@ -1,11 +1,17 @@
-"""dbt in-process (one process holds a DuckDB file at a time), pointed at a warehouse."""
+"""dbt in-process (one process holds a DuckDB file at a time), pointed at a warehouse.
+
+The module is not called ``dbt``: Prefect puts an entrypoint's folder first on the import path, where a
+``flows/dbt.py`` would hide the dbt package.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from loaders.common.warehouse import ROOT, Warehouse, redact
+from loaders.common.warehouse import ROOT, Warehouse, redact, scoped_env
 
 
 @dataclass
@@ -20,6 +26,14 @@ class DbtResult:
         return "; ".join(self.failures) or self.error or "dbt failed"
 
 
+def artifacts_path(warehouse: Warehouse) -> Path:
+    """Where dbt keeps its artifacts and log for ``warehouse``: one folder per warehouse, so runs on
+    different warehouses at once never share a manifest or a partial-parse file
+    (``ELT_DBT_ARTIFACTS`` overrides the parent folder, ``target/`` by default)."""
+    parent = Path(os.environ.get("ELT_DBT_ARTIFACTS") or ROOT / "target")
+    return parent / warehouse.key()
+
+
 def invoke(
     warehouse: Warehouse,
     command: str,
@@ -32,14 +46,17 @@ def invoke(
     """``dbt <command> --select ...`` against ``warehouse`` (its ELT_* settings for the duration)."""
     from dbt.cli.main import dbtRunner
 
-    from flows.main import warehouse_env
-
+    artifacts = artifacts_path(warehouse)
     args = [
         command,
         "--project-dir",
         str(ROOT),
         "--profiles-dir",
         str(ROOT / "profiles"),
+        "--target-path",
+        str(artifacts),
+        "--log-path",
+        str(artifacts),
         "--target",
         warehouse.target,
         "--quiet",
@@ -52,7 +69,7 @@ def invoke(
         args.append("--full-refresh")
     if variables:
         args += ["--vars", json.dumps(variables)]
-    with warehouse_env(warehouse):
+    with scoped_env(warehouse.env()):
         result = dbtRunner().invoke(args)
     nodes = list(result.result or []) if result.result is not None else []
     failures = [
