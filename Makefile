@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 # uv from PATH when present, else the module installed by `bootstrap`.
 UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 
-.PHONY: help bootstrap demo test lint format bench clean
+.PHONY: help bootstrap demo test lint format bench deploy clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -41,6 +41,16 @@ bench: bootstrap ## benchmarks (see bench/README.md); figures go to bench/result
 	$(BIN)/python bench/bench_sales_csv_load.py
 	$(BIN)/python bench/bench_area_rollups.py
 	$(BIN)/python bench/bench_odk_load.py --no-attachments --output bench/results/odk_load.no_attachments.md
+
+# Defaults only where the operator has set nothing: UTC schedules, ODK Central every 15 minutes.
+deploy: bootstrap ## register prefect.yaml's deployments with the Prefect server at PREFECT_API_URL
+	@test -n "$$PREFECT_API_URL" || { echo "set PREFECT_API_URL to your Prefect server's API"; exit 2; }
+	$(BIN)/prefect work-pool inspect elt-process >/dev/null 2>&1 \
+		|| $(BIN)/prefect work-pool create elt-process --type process
+	$(BIN)/prefect variable get elt_timezone >/dev/null 2>&1 || $(BIN)/prefect variable set elt_timezone UTC
+	$(BIN)/prefect variable get odk_central_interval_minutes >/dev/null 2>&1 \
+		|| $(BIN)/prefect variable set odk_central_interval_minutes 15
+	$(BIN)/prefect --no-prompt deploy --all
 
 clean: ## remove the environment, dbt's output and the local warehouse
 	rm -rf $(VENV) target logs data

@@ -35,7 +35,7 @@ def test_a_backup_restores_what_was_there(
     assert len(warehouse.query(query)) < len(before)
 
     refused = cli.invoke(app, ["restore", str(backup), "--target", warehouse.target])
-    assert refused.exit_code == 1 and "--yes" in refused.output
+    assert refused.exit_code == 2 and "--yes" in refused.output
     restored = cli.invoke(app, ["restore", str(backup), "--yes", "--target", warehouse.target])
 
     assert restored.exit_code == 0, restored.output

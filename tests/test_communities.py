@@ -207,8 +207,8 @@ def test_a_production_warehouse_needs_yes(
     refused = cli.invoke(app, ["run", "--source", "communities", "--target", warehouse.target])
     refused_coverage = cli.invoke(app, ["coverage", "--target", warehouse.target])
 
-    assert refused.exit_code == 1 and "marked production" in refused.output and "--yes" in refused.output
-    assert refused_coverage.exit_code == 1 and "marked production" in refused_coverage.output
+    assert refused.exit_code == 2 and "marked production" in refused.output and "--yes" in refused.output
+    assert refused_coverage.exit_code == 2 and "marked production" in refused_coverage.output
     tables = warehouse.query(
         "select count(*) from information_schema.tables where table_schema = 'raw_communities'"
     )

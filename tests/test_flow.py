@@ -11,12 +11,8 @@ import pytest
 from flows import main
 from flows.pipeline import RunSummary, run
 from loaders.common.warehouse import Warehouse
-from loaders.communities import samples as community_samples
-from loaders.odk_central import samples as odk_samples
-from loaders.registration import samples as registration_samples
-from loaders.sales import samples
-from tests.odk_fixtures import EMAIL, PASSWORD, central
 from tests.sales_fixtures import GOOD_ROWS, write_csv
+from tests.sample_sources import sample_sources as sources_in
 
 MART_COUNTS = {
     "fct_sales": "select count(*) from marts.fct_sales",
@@ -31,53 +27,11 @@ MART_COUNTS = {
 
 @pytest.fixture
 def sample_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """The demo's sample sources in a temporary folder, with the API server running."""
-    generated = samples.generate(tmp_path / "samples")
-    file_sources = json.dumps(
-        [
-            {"name": "shop", "path": str(generated.root / "shop")},
-            {
-                "name": "legacy_till",
-                "path": str(generated.root / "legacy_till"),
-                "encoding": "cp437",
-                "delimiter": ";",
-                "date_format": "%d/%m/%Y",
-                "columns": {
-                    "order_id": "Order No",
-                    "order_date": "Order Date",
-                    "user_id": "Clerk",
-                    "product_name": "Article",
-                    "quantity": "Qty",
-                    "unit_price": "Price",
-                    "total_amount": "Amount",
-                    "region": "Branch Region",
-                },
-            },
-        ]
-    )
-    monkeypatch.setenv("SOURCES__SALES_CSV__FILE_SOURCES", file_sources)
-    monkeypatch.setenv("SOURCES__SALES_USERS__USERS_PATH", str(generated.root / "users"))
-    monkeypatch.setenv("SOURCES__SALES_API__API_KEY", "flow-test-key-1234")
-    monkeypatch.setenv("SOURCES__SALES_API__BACKOFF_FACTOR", "0.05")
-    monkeypatch.setenv("SOURCES__SALES_API__MAX_ATTEMPTS", "2")
-    monkeypatch.setenv("ELT_LOAD_RETRIES", "0")
-    monkeypatch.setenv("SOURCES__ODK_CENTRAL__USERNAME", EMAIL)
-    monkeypatch.setenv("SOURCES__ODK_CENTRAL__PASSWORD", PASSWORD)
-    monkeypatch.setenv("SOURCES__ODK_CENTRAL__ATTACHMENTS_STORAGE", str(tmp_path / "attachments"))
-    monkeypatch.setenv("SOURCES__ODK_CENTRAL__BACKOFF_FACTOR", "0.05")
-    registration_url = f"sqlite:///{tmp_path / 'registration.sqlite'}"
-    registration_samples.build_source_database(registration_url, counties={"001"})
-    monkeypatch.setenv("SOURCES__REGISTRATION__CREDENTIALS", registration_url)
-    community_samples.generate(tmp_path / "communities", regions=("10",))
-    monkeypatch.setenv("SOURCES__COMMUNITIES__FILES_PATH", str(tmp_path / "communities"))
-    with (
-        samples.SalesApiServer(generated.api_records, api_key="flow-test-key-1234") as api,
-        central() as odk,
-    ):
-        odk_samples.populate(odk, n=40)
-        monkeypatch.setenv("SOURCES__SALES_API__BASE_URL", api.base_url)
-        monkeypatch.setenv("SOURCES__ODK_CENTRAL__BASE_URL", odk.base_url)
-        yield generated, api, odk
+    """The demo's sample sources in a temporary folder, with the API servers running."""
+    with sources_in(tmp_path) as sources:
+        for key, value in sources.env.items():
+            monkeypatch.setenv(key, value)
+        yield sources.generated, sources.api, sources.odk
 
 
 def counts(warehouse: Warehouse) -> dict[str, int]:

@@ -217,7 +217,7 @@ def test_a_bad_cursor_file_is_a_clear_error(tmp_path: Path) -> None:
         ["state", "set-cursor", "odk_central", "--form", "f", "--from-file", str(tmp_path / "last_sync.txt")],
     )
 
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "not an ISO 8601 timestamp" in result.output
 
 

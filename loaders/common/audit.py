@@ -191,8 +191,8 @@ def record(warehouse: Warehouse, run: SyncRun) -> None:
 
 
 def start(warehouse: Warehouse, run: SyncRun) -> SyncRun:
-    """Write the attempt as ``running`` (``finish`` completes it)."""
-    run.status, run.finished_at = "running", None
+    """Write the attempt as ``running``, started now (``finish`` completes it)."""
+    run.status, run.started_at, run.finished_at = "running", utcnow(), None
     record(warehouse, run)
     return run
 

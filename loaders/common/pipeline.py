@@ -51,9 +51,15 @@ def run_source(
     and schema from the warehouse at the start of every run, so no local file carries state and a new
     machine or container resumes where the last run stopped. State is written in the same load as
     the data, so a failed load does not advance a cursor.
+
+    The folder's name carries the process id: a run killed half-way leaves its folder (and any load
+    package in it) behind, and the next run removes it (``remove_stale_workdirs``) rather than resuming
+    the package. dlt restores state only from loads it completed, and every table is merged on its keys,
+    so the next run reads the same records again and loads them exactly once.
     """
     os.environ.setdefault("RUNTIME__LOG_LEVEL", "WARNING")
-    with tempfile.TemporaryDirectory(prefix=f"elt-{pipeline_name}-") as workdir:
+    prefix = f"{WORKDIR_PREFIX}{pipeline_name}-{os.getpid()}-"
+    with tempfile.TemporaryDirectory(prefix=prefix) as workdir:
         pipeline = dlt.pipeline(
             pipeline_name=pipeline_name,
             destination=warehouse.dlt_destination(),
