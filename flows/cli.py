@@ -61,7 +61,7 @@ def _options(
 
 
 def _fail(message: str, code: int = EXIT_FAILED) -> None:
-    typer.echo(f"elt: {redact(message)}", err=True)
+    typer.echo(f"elt: {' '.join(redact(message).split())}", err=True)  # one line, whatever it quotes
     raise typer.Exit(code=code)
 
 

@@ -12,9 +12,10 @@ from typing import Any
 
 from loaders.communities import samples as community_samples
 from loaders.odk_central import samples as odk_samples
+from loaders.odk_central.fake_central import FakeCentral
 from loaders.registration import samples as registration_samples
 from loaders.sales import samples
-from tests.odk_fixtures import EMAIL, PASSWORD, central
+from tests.odk_fixtures import EMAIL, PASSWORD
 
 API_KEY = "flow-test-key-1234"
 LEGACY_TILL = {
@@ -44,7 +45,9 @@ class SampleSources:
 
 
 @contextmanager
-def sample_sources(root: Path, *, submissions: int = 40) -> Iterator[SampleSources]:
+def sample_sources(
+    root: Path, *, submissions: int = 40, api_key: str = API_KEY, odk_password: str = PASSWORD
+) -> Iterator[SampleSources]:
     """Write the sample files under ``root`` and serve the APIs until the block ends."""
     generated = samples.generate(root / "samples")
     file_sources = [
@@ -57,18 +60,21 @@ def sample_sources(root: Path, *, submissions: int = 40) -> Iterator[SampleSourc
     env = {
         "SOURCES__SALES_CSV__FILE_SOURCES": json.dumps(file_sources),
         "SOURCES__SALES_USERS__USERS_PATH": str(generated.root / "users"),
-        "SOURCES__SALES_API__API_KEY": API_KEY,
+        "SOURCES__SALES_API__API_KEY": api_key,
         "SOURCES__SALES_API__BACKOFF_FACTOR": "0.05",
         "SOURCES__SALES_API__MAX_ATTEMPTS": "2",
         "ELT_LOAD_RETRIES": "0",
         "SOURCES__ODK_CENTRAL__USERNAME": EMAIL,
-        "SOURCES__ODK_CENTRAL__PASSWORD": PASSWORD,
+        "SOURCES__ODK_CENTRAL__PASSWORD": odk_password,
         "SOURCES__ODK_CENTRAL__ATTACHMENTS_STORAGE": str(root / "attachments"),
         "SOURCES__ODK_CENTRAL__BACKOFF_FACTOR": "0.05",
         "SOURCES__REGISTRATION__CREDENTIALS": registration_url,
         "SOURCES__COMMUNITIES__FILES_PATH": str(root / "communities"),
     }
-    with samples.SalesApiServer(generated.api_records, api_key=API_KEY) as api, central() as odk:
+    with (
+        samples.SalesApiServer(generated.api_records, api_key=api_key) as api,
+        FakeCentral(users={EMAIL: odk_password}) as odk,
+    ):
         odk_samples.populate(odk, n=submissions)
         env["SOURCES__SALES_API__BASE_URL"] = api.base_url
         env["SOURCES__ODK_CENTRAL__BASE_URL"] = odk.base_url

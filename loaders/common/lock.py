@@ -143,9 +143,8 @@ class WarehouseLock:
                     application_name=me[:63],
                 )
             except psycopg2.OperationalError as exc:
-                raise ConfigurationError(
-                    f"cannot connect to {self.warehouse.describe()}: {redact(str(exc).strip())}"
-                ) from None
+                reason = " ".join(redact(str(exc)).split())  # libpq's message spans lines
+                raise ConfigurationError(f"cannot connect to {self.warehouse.describe()}: {reason}") from None
             self._conn.autocommit = True
             return
         path = _lock_path(self.warehouse)

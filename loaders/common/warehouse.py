@@ -170,9 +170,8 @@ class Warehouse:
                     connect_timeout=10,
                 )
             except psycopg2.OperationalError as exc:
-                raise ConfigurationError(
-                    f"cannot connect to {self.describe()}: {redact(str(exc).strip())}"
-                ) from None
+                reason = " ".join(redact(str(exc)).split())  # libpq's message spans lines
+                raise ConfigurationError(f"cannot connect to {self.describe()}: {reason}") from None
         try:
             yield conn
             conn.commit()
