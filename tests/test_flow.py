@@ -145,3 +145,30 @@ def test_a_failing_expectation_fails_the_run_and_says_which(
     )
     assert [status for status, _ in recorded] == ["success", "error"]
     assert "fct_sales" in recorded[-1][1]
+
+
+@pytest.mark.usefixtures("prefect_harness")
+@pytest.mark.parametrize("target", ["duckdb"])
+def test_a_step_that_crashes_in_the_flow_is_audited_with_the_run(
+    warehouse: Warehouse, sample_sources, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a deployment met when flows/dbt.py hid dbt: the build's crash and the run's outcome are in
+    the audit like any failure."""
+    import flows.dbt_runner
+
+    def crash(*args, **kwargs):
+        raise ModuleNotFoundError("No module named 'dbt.cli'; 'dbt' is not a package")
+
+    monkeypatch.setattr(flows.dbt_runner, "invoke", crash)
+
+    summary = main.run(sources=["sales_users"], target=warehouse.target)
+
+    assert summary.failed == ["dbt_build"]
+    assert "No module named 'dbt.cli'" in (step(summary, "dbt_build").error or "")
+    history = dict(
+        warehouse.query(
+            "select sync_type, status from audit.sync_runs where sync_type in ('sales_users', 'dbt_build', "
+            "'elt_run')"
+        )
+    )
+    assert history == {"sales_users": "success", "dbt_build": "error", "elt_run": "error"}

@@ -1,0 +1,47 @@
+"""The project's modules never hide an installed package or the standard library, whatever the import
+path: Prefect puts a deployment entrypoint's folder first on ``sys.path`` (a ``flows/dbt.py`` once hid
+dbt from every deployed run)."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import pkgutil
+import sys
+
+from loaders.common.warehouse import ROOT
+
+PRODUCT = ("flows", "loaders")
+
+
+def _installed_names() -> set[str]:
+    names = set(sys.stdlib_module_names) | set(importlib.metadata.packages_distributions())
+    site = [path for path in sys.path if path.endswith("site-packages")]
+    names |= {module.name for module in pkgutil.iter_modules(site)}
+    return names - set(PRODUCT)
+
+
+def test_no_project_module_shares_a_name_with_an_installed_one() -> None:
+    installed = _installed_names()
+    assert {"dbt", "prefect", "dlt", "json"} <= installed  # the check sees what is installed
+    clashes = []
+    for package in PRODUCT:
+        for path in (ROOT / package).rglob("*.py"):
+            name = path.parent.name if path.name == "__init__.py" else path.stem
+            if name in installed:
+                clashes.append(str(path.relative_to(ROOT)))
+    assert clashes == []
+
+
+def test_the_deployed_entrypoint_imports_with_its_folder_first_on_the_path() -> None:
+    """What Prefect's process worker does with ``flows/main.py:main_flow``."""
+    import subprocess
+
+    code = (
+        "import sys; sys.path.insert(0, 'flows');"
+        "from prefect.flows import load_flow_from_entrypoint;"
+        "flow = load_flow_from_entrypoint('flows/main.py:main_flow');"
+        "import dbt.cli.main; print(flow.name)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[-1] == "elt-main"
