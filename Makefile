@@ -41,6 +41,7 @@ bench: bootstrap ## benchmarks (see bench/README.md); figures go to bench/result
 	$(BIN)/python bench/bench_sales_csv_load.py
 	$(BIN)/python bench/bench_area_rollups.py
 	$(BIN)/python bench/bench_odk_load.py --no-attachments --output bench/results/odk_load.no_attachments.md
+	$(BIN)/python bench/bench_no_change_run.py
 
 # Defaults only where the operator has set nothing: UTC schedules, ODK Central every 15 minutes.
 deploy: bootstrap ## register prefect.yaml's deployments with the Prefect server at PREFECT_API_URL

@@ -68,7 +68,7 @@ def prefect_harness() -> Iterator[None]:
     """A temporary Prefect API for the flow tests (started once per session)."""
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=120):
+    with prefect_test_harness(server_startup_timeout=300):  # a fresh home migrates first
         yield
 
 

@@ -172,3 +172,41 @@ def test_a_step_that_crashes_in_the_flow_is_audited_with_the_run(
         )
     )
     assert history == {"sales_users": "success", "dbt_build": "error", "elt_run": "error"}
+
+
+@pytest.mark.usefixtures("prefect_harness")
+@pytest.mark.parametrize("target", ["duckdb"])
+@pytest.mark.parametrize("runner", ["elt run", "Prefect flow"])
+def test_a_failed_load_is_tried_again_but_a_setting_to_fix_is_not(
+    warehouse: Warehouse, runner: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import flows.pipeline
+
+    monkeypatch.setenv("ELT_LOAD_RETRIES", "1")
+    monkeypatch.setenv("ELT_RETRY_DELAY_SECONDS", "0")
+    monkeypatch.setenv("SOURCES__SALES_USERS__USERS_PATH", str(tmp_path / "users"))
+    calls = []
+    real_run_sync = flows.pipeline.run_sync
+
+    def flaky(name, *args):
+        calls.append(name)
+        if name == "sales_users" and calls.count(name) == 1:
+            raise ConnectionError("the server went away")
+        return real_run_sync(name, *args)
+
+    monkeypatch.setattr(flows.pipeline, "run_sync", flaky)
+    nowhere = json.dumps([{"name": "x", "path": str(tmp_path / "nope")}])
+    monkeypatch.setenv("SOURCES__SALES_CSV__FILE_SOURCES", nowhere)
+    (tmp_path / "users").mkdir()
+    run_with = run if runner == "elt run" else main.run
+
+    summary = run_with(sources=["sales_csv", "sales_users"], target=warehouse.target)
+
+    assert summary.failed == ["sales_csv"]
+    assert summary.configuration_errors and "nope does not exist" in summary.configuration_errors[0]
+    assert calls == ["sales_csv", "sales_users", "sales_users"]
+    statuses = warehouse.query(
+        "select sync_type, status from audit.sync_runs where sync_type in ('sales_csv', 'sales_users') "
+        "order by started_at"
+    )
+    assert statuses == [("sales_csv", "error"), ("sales_users", "error"), ("sales_users", "success")]
