@@ -15,6 +15,8 @@ Settings are read when a flow runs, never when it is deployed, so no secret is s
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -26,7 +28,15 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 from prefect.states import Failed, State
 
-from flows.pipeline import RunSummary, execute, is_transient, retry_delay_seconds
+from flows.pipeline import (
+    RunSummary,
+    StepFailed,
+    execute,
+    is_configuration,
+    is_transient,
+    retry_delay_seconds,
+)
+from loaders.common.audit import describe_error
 from loaders.common.warehouse import ConfigurationError, WarehouseBusy, register_secret, scoped_env
 from loaders.registry import SETTING_HINTS
 
@@ -60,17 +70,23 @@ TIMEOUTS = {"dbt_build": 3600, "expectations": 1800, "rollups": 600}
 LOAD_TIMEOUT = 3600
 
 
+def _text(value: Any) -> str:
+    """A Variable's or a Secret's value as an environment variable holds it (a port may be a number, a
+    block may hold JSON)."""
+    return json.dumps(value) if isinstance(value, dict | list) else str(value)
+
+
 def _read_variables(names: dict[str, str]) -> dict[str, str]:
-    """The Prefect Variables among ``names`` that exist, as text (one request)."""
+    """The Prefect Variables among ``names`` that exist, as text."""
     from prefect.client.orchestration import get_client
 
+    values = {}
     with get_client(sync_client=True) as client:
-        existing = {variable.name: variable.value for variable in client.read_variables()}
-    return {
-        setting: str(existing[name])
-        for setting, name in names.items()
-        if existing.get(name) not in (None, "")
-    }
+        for setting, name in names.items():
+            variable = client.read_variable_by_name(name)
+            if variable is not None and variable.value not in (None, ""):
+                values[setting] = _text(variable.value)
+    return values
 
 
 def _read_secrets(blocks: dict[str, str]) -> dict[str, str]:
@@ -83,7 +99,7 @@ def _read_secrets(blocks: dict[str, str]) -> dict[str, str]:
             value = Secret.load(block).get()
         except ValueError:  # no such block: the source that needs it says so
             continue
-        values[setting] = str(value)
+        values[setting] = _text(value)
     return values
 
 
@@ -115,10 +131,24 @@ def _retry_if_transient(task: Any, task_run: Any, state: State) -> bool:
     return is_transient(state.data) if isinstance(state.data, BaseException) else True
 
 
+def _one_line_errors(fn: Callable[..., T]) -> Callable[..., T]:
+    """The step, its errors turned into one redacted line (what Prefect logs and stores of a failed task:
+    never a secret a library put into an error message)."""
+
+    @functools.wraps(fn)
+    def step(*args: Any) -> T:
+        try:
+            return fn(*args)
+        except Exception as exc:
+            raise StepFailed(describe_error(exc), configuration=is_configuration(exc)) from None
+
+    return step
+
+
 def run_as_task(name: str, fn: Callable[..., T], args: tuple[Any, ...], retries: int = 0) -> T:
     """A step as a Prefect task: tracked in the flow run, retried unless it is a setting to fix."""
     step = task(
-        fn,
+        _one_line_errors(fn),
         name=name,
         retries=retries,
         retry_delay_seconds=retry_delay_seconds(),

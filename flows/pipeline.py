@@ -12,7 +12,6 @@ starts and completed when it ends.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
@@ -21,7 +20,7 @@ from loaders.common import audit
 from loaders.common.lock import Holder, WarehouseLock, default_wait_seconds
 from loaders.common.pipeline import remove_stale_workdirs
 from loaders.common.quarantine import LoadStats
-from loaders.common.warehouse import ROOT, ConfigurationError, Warehouse
+from loaders.common.warehouse import ROOT, ConfigurationError, Warehouse, number_setting
 from loaders.registry import RunOptions, resolve, run_sync
 
 T = TypeVar("T")
@@ -85,16 +84,29 @@ def call_directly(name: str, fn: Callable[..., T], args: tuple[Any, ...], retrie
 
 
 def retry_delay_seconds() -> float:
-    return float(os.environ.get("ELT_RETRY_DELAY_SECONDS") or 10)
+    return number_setting("ELT_RETRY_DELAY_SECONDS", 10.0)
+
+
+class StepFailed(RuntimeError):
+    """A step's error as one redacted line, for a runner that stores and logs errors (Prefect keeps a
+    task's exception, its traceback and its repr in its database)."""
+
+    def __init__(self, message: str, *, configuration: bool) -> None:
+        super().__init__(message)
+        self.configuration = configuration
+
+
+def is_configuration(exc: BaseException) -> bool:
+    return isinstance(exc, ConfigurationError) or getattr(exc, "configuration", False) is True
 
 
 def is_transient(exc: BaseException) -> bool:
     """Whether trying again may help: not for a setting to fix, nor for an interrupt."""
-    return isinstance(exc, Exception) and not isinstance(exc, ConfigurationError)
+    return isinstance(exc, Exception) and not is_configuration(exc)
 
 
 def load_retries() -> int:
-    return int(os.environ.get("ELT_LOAD_RETRIES", "1"))
+    return int(number_setting("ELT_LOAD_RETRIES", 1, whole=True))
 
 
 # -- the steps ----------------------------------------------------------------------------------------
@@ -282,8 +294,8 @@ def failed_step(name: str, exc: BaseException) -> StepOutcome:
     return StepOutcome(
         name=name,
         status="error",
-        error=audit.describe_error(exc),
-        configuration=isinstance(exc, ConfigurationError),
+        error=str(exc) if isinstance(exc, StepFailed) else audit.describe_error(exc),
+        configuration=is_configuration(exc),
     )
 
 
@@ -315,16 +327,30 @@ def execute(
     warehouse = Warehouse.from_env(target)
     run = audit.SyncRun(sync_type="elt_run", flow_run_id=flow_run_id)
     summary = RunSummary(target=warehouse.target, run_id=run.sync_run_id)
+    # every setting of the run's own is read before it starts: a wrong one stops it here, in one line
     wait = default_wait_seconds() if wait_seconds is None else wait_seconds
-    with WarehouseLock(warehouse, run.sync_run_id).held(wait, on_wait):
+    beat_every, _, _ = audit.heartbeat_seconds(), load_retries(), retry_delay_seconds()
+    lock = WarehouseLock(warehouse, run.sync_run_id)
+    lost: list[str] = []
+
+    def check_lock() -> None:
+        if not lost and (problem := lock.verify()):
+            lost.append(problem)
+
+    with lock.held(wait, on_wait):
         audit.ensure_audit_table(warehouse)
         summary.abandoned = audit.mark_abandoned(warehouse)
         remove_stale_workdirs()
-        with audit.heartbeat(warehouse), audit.attempt(warehouse, run):
+        with audit.heartbeat(warehouse, beat_every, also=check_lock), audit.attempt(warehouse, run):
             options = RunOptions(
                 full_refresh=full_refresh, days=days, levels=tuple(levels) if levels else None
             )
             _steps(summary, warehouse, resolve(sources), options, runner, flow_run_id)
+            check_lock()
+            if lost:
+                summary.steps.append(
+                    StepOutcome(name="lock", status="error", error=f"lost the warehouse lock: {lost[0]}")
+                )
             run.records_processed = sum(step.loaded or 0 for step in summary.steps)
             run.records_rejected = sum(step.rejected or 0 for step in summary.steps)
             run.metadata = {

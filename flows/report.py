@@ -61,6 +61,12 @@ def print_status(warehouse: Warehouse) -> bool:
     try:
         rows = warehouse.query(STATUS_SQL)
     except Exception as exc:  # the view does not exist before the first dbt build
+        if "abandoned_sync_count" in str(exc):
+            typer.echo(
+                "audit.sync_status was built by an older version: run `elt run` once to rebuild it.",
+                err=True,
+            )
+            return False
         if "sync_status" in str(exc) or "does not exist" in str(exc).lower():
             typer.echo("No sync status yet: run `elt run` (or `elt demo`) first.", err=True)
             return False

@@ -26,7 +26,9 @@ VOLATILE_COLUMNS = ("password_hash",)
 def elt_env(warehouse_env: dict[str, str], **extra: str) -> dict[str, str]:
     """The environment of an ``elt`` process: this one's, the warehouse's and ``extra``, with a marker
     that its children inherit (see ``leftover_processes``)."""
-    return os.environ | warehouse_env | {"ELT_TEST_MARKER": uuid.uuid4().hex} | extra
+    # a heartbeat every 0.2 s, so that even these short runs beat while dlt and dbt hold the warehouse
+    marker = {"ELT_TEST_MARKER": uuid.uuid4().hex, "ELT_HEARTBEAT_SECONDS": "0.2"}
+    return os.environ | warehouse_env | marker | extra
 
 
 def start(args: list[str], env: dict[str, str], kill_at: str | None = None) -> subprocess.Popen[str]:
@@ -102,6 +104,16 @@ def fingerprint(warehouse: Warehouse) -> dict[str, tuple[int, int, str]]:
         digest = hashlib.sha256("\n".join(rows).encode()).hexdigest()
         result[f"{schema}.{table}"] = (len(rows), len(set(rows)), digest)
     return result
+
+
+def heartbeat_after_start(warehouse: Warehouse, sync_run_id_of: str) -> float:
+    """Seconds from the start of the oldest ``sync_run_id_of`` attempt to its last heartbeat."""
+    started, beat = warehouse.query(
+        "select started_at, heartbeat_at from audit.sync_runs where sync_type = "
+        f"{warehouse.paramstyle} order by started_at limit 1",
+        (sync_run_id_of,),
+    )[0]
+    return (beat - started).total_seconds()
 
 
 def attempts(warehouse: Warehouse, sync_type: str) -> list[tuple[str, str | None]]:

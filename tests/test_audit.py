@@ -73,3 +73,46 @@ def test_the_lock_lets_one_run_in_and_names_it_to_the_next(warehouse: Warehouse)
         assert "waited 0.6 s" in message
     with WarehouseLock(warehouse, "run-two").held(0):
         pass  # free again once the first let go
+
+
+def test_an_audit_table_of_an_earlier_version_is_brought_up_to_date(warehouse: Warehouse) -> None:
+    """Warehouses made before attempts were written at their start: finished_at was required and there
+    was no heartbeat column."""
+    earlier = audit.SYNC_RUNS_DDL.replace(
+        "finished_at timestamp with time zone,", "finished_at timestamp with time zone not null,"
+    ).replace(",\n    heartbeat_at timestamp with time zone", "")
+    assert "heartbeat_at" not in earlier and "not null," in earlier
+    with warehouse.connect() as conn:
+        cur = conn.cursor()
+        cur.execute("create schema audit")
+        cur.execute(earlier)
+        cur.execute(
+            "insert into audit.sync_runs (sync_run_id, sync_type, started_at, finished_at, status) "
+            "values ('old', 'sales_csv', current_timestamp, current_timestamp, 'success')"
+        )
+    columns = "select column_name from information_schema.columns where table_name = 'sync_runs'"
+    audit._ensured.discard(warehouse.key())
+
+    run = audit.start(warehouse, audit.SyncRun(sync_type="sales_csv"))
+
+    assert "heartbeat_at" in {name for (name,) in warehouse.query(columns)}
+    assert _row(warehouse, run)[:2] == ("running", None)
+    assert warehouse.query("select status from audit.sync_runs where sync_run_id = 'old'") == [("success",)]
+
+
+@pytest.mark.parametrize("target", ["postgres"])
+def test_a_run_whose_lock_session_ends_takes_it_again_or_says_it_lost_it(warehouse: Warehouse) -> None:
+    lock = WarehouseLock(warehouse, "run-one")
+    with lock.held(0):
+        warehouse.query(f"select pg_terminate_backend({lock._conn.get_backend_pid()})")
+        assert lock.verify() is None  # taken again: nobody else had it meanwhile
+
+        warehouse.query(f"select pg_terminate_backend({lock._conn.get_backend_pid()})")
+        other = WarehouseLock(warehouse, "run-two")
+        other.acquire(0)
+        try:
+            problem = lock.verify()
+        finally:
+            other.release()
+
+    assert problem is not None and "run run-two" in problem

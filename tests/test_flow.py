@@ -202,7 +202,7 @@ def test_a_failed_load_is_tried_again_but_a_setting_to_fix_is_not(
 
     summary = run_with(sources=["sales_csv", "sales_users"], target=warehouse.target)
 
-    assert summary.failed == ["sales_csv"]
+    assert "sales_csv" in summary.failed and "sales_users" not in summary.failed
     assert summary.configuration_errors and "nope does not exist" in summary.configuration_errors[0]
     assert calls == ["sales_csv", "sales_users", "sales_users"]
     statuses = warehouse.query(

@@ -18,9 +18,18 @@ from pathlib import Path
 
 import pytest
 
-from loaders.common.lock import WarehouseLock
+from loaders.common.lock import ADVISORY_KEY, WarehouseLock
 from loaders.common.warehouse import Warehouse
-from tests.operations import attempts, elt, elt_env, fingerprint, finish, leftover_processes, start
+from tests.operations import (
+    attempts,
+    elt,
+    elt_env,
+    fingerprint,
+    finish,
+    heartbeat_after_start,
+    leftover_processes,
+    start,
+)
 from tests.sample_sources import SampleSources, sample_sources
 
 RUN = ["run", "--source", "sales", "--source", "odk_central"]
@@ -97,7 +106,11 @@ def clean(make_warehouse: MakeWarehouse) -> Callable[[str], dict[str, tuple[int,
 def _held(warehouse: Warehouse) -> bool:
     if warehouse.target == "duckdb":
         return WarehouseLock(warehouse, "").holder() is not None
-    rows = warehouse.query("select count(*) from pg_locks where locktype = 'advisory' and granted")
+    rows = warehouse.query(
+        "select count(*) from pg_locks where locktype = 'advisory' and granted and classid = %s "
+        "and objid = %s and database = (select oid from pg_database where datname = current_database())",
+        ADVISORY_KEY,
+    )
     return bool(rows[0][0])
 
 
@@ -171,6 +184,7 @@ def test_a_killed_run_is_abandoned_and_the_next_run_finishes_the_job(
     assert [status for status, _ in runs] == ["abandoned", "success"]
     assert f":{killed.pid} ended without finishing" in (runs[0][1] or "")
     assert "last heartbeat" in (runs[0][1] or "")
+    assert heartbeat_after_start(warehouse, "elt_run") > 0.2  # it beat while it ran
     code, out, _ = elt(["status"], elt_env(env))
     cells = next(row for row in out.splitlines() if row.startswith("elt_run ")).split()
     # sync_type, status, last sync (date, time), last attempt (date, time), ok, failed, abandoned

@@ -11,17 +11,20 @@ dbt builds the views users query (``audit.sync_history``, ``audit.sync_status``)
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from loaders.common.warehouse import Warehouse, redact
+from loaders.common.warehouse import Warehouse, number_setting, redact
+
+logger = logging.getLogger(__name__)
 
 SYNC_RUNS_DDL = """
 create table if not exists audit.sync_runs (
@@ -162,6 +165,9 @@ def ensure_audit_table(warehouse: Warehouse) -> None:
             "and table_name = 'sync_runs' and column_name = 'heartbeat_at'"
         )
         if not cur.fetchone()[0]:
+            if warehouse.target == "postgres":
+                # an ALTER waits for readers of the table and then blocks the ones behind it: not for long
+                cur.execute("set local lock_timeout = '10s'")
             for statement in MIGRATIONS:
                 cur.execute(statement)
     _ensured.add(warehouse.key())
@@ -235,19 +241,30 @@ def beat(warehouse: Warehouse) -> None:
     )
 
 
+def heartbeat_seconds() -> float:
+    """``ELT_HEARTBEAT_SECONDS``: how often a running attempt says it is alive (30 s by default)."""
+    return number_setting("ELT_HEARTBEAT_SECONDS", HEARTBEAT_SECONDS, minimum=0.05)
+
+
 @contextmanager
-def heartbeat(warehouse: Warehouse, every_seconds: float | None = None) -> Iterator[None]:
+def heartbeat(
+    warehouse: Warehouse,
+    every_seconds: float | None = None,
+    also: Callable[[], None] | None = None,
+) -> Iterator[None]:
     """Refresh the heartbeat of this process's running attempts every ``every_seconds``
-    (``ELT_HEARTBEAT_SECONDS``, 30 s by default) until the block ends."""
-    interval = every_seconds or float(os.environ.get("ELT_HEARTBEAT_SECONDS") or HEARTBEAT_SECONDS)
+    (``ELT_HEARTBEAT_SECONDS``) until the block ends, calling ``also`` at each beat."""
+    interval = every_seconds or heartbeat_seconds()
     stop = threading.Event()
 
     def loop() -> None:
         while not stop.wait(interval):
+            if also is not None:
+                also()
             try:
                 beat(warehouse)
-            except Exception:  # noqa: S112 - a missed beat is not worth failing a run for
-                continue
+            except Exception as exc:  # a missed beat is not worth failing a run for
+                logger.warning("heartbeat not written: %s", describe_error(exc))
 
     thread = threading.Thread(target=loop, name="elt-heartbeat", daemon=True)
     thread.start()

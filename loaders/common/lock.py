@@ -11,7 +11,11 @@ cannot keep it:
   lock shared, so they never open the database under a run (DuckDB lets one process at a time open it).
 
 A run that finds the warehouse busy waits up to ``wait_seconds``, then raises :class:`WarehouseBusy` naming
-the run that holds it (run id, host, pid, start time).
+the run that holds it (run id, host, pid, start time). While it runs, the holder checks now and then
+(``verify``) that it still holds the lock: a PostgreSQL session can be ended under it (a server restart, an
+administrator), and a run that lost the lock fails rather than carrying on beside another one. The lock's
+connection sends TCP keepalives and opts out of the server's idle-session timeouts; behind PgBouncer it
+needs session pooling (transaction pooling would hand the lock's session to someone else).
 """
 
 from __future__ import annotations
@@ -27,24 +31,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from loaders.common.warehouse import ConfigurationError, Warehouse, WarehouseBusy, redact
+from loaders.common.warehouse import ConfigurationError, Warehouse, WarehouseBusy, number_setting, redact
 
 # pg_try_advisory_lock(int4, int4): 'ELT' and 'RUN' in ASCII, so the lock is recognisable in pg_locks.
 ADVISORY_KEY = (0x454C54, 0x52554E)
 APPLICATION_PREFIX = "elt-lock"
+RUN_ID_CHARS = 12
 DEFAULT_WAIT_SECONDS = 600.0
 POLL_SECONDS = 0.5
 
 
 def default_wait_seconds() -> float:
     """``ELT_LOCK_WAIT_SECONDS``: how long a run waits for a busy warehouse (600 s by default)."""
-    text = os.environ.get("ELT_LOCK_WAIT_SECONDS", "").strip()
-    if not text:
-        return DEFAULT_WAIT_SECONDS
-    try:
-        return max(0.0, float(text))
-    except ValueError:
-        raise ConfigurationError(f"ELT_LOCK_WAIT_SECONDS must be a number of seconds, not {text!r}") from None
+    return number_setting("ELT_LOCK_WAIT_SECONDS", DEFAULT_WAIT_SECONDS)
 
 
 @dataclass(frozen=True)
@@ -118,6 +117,33 @@ class WarehouseLock:
             os.close(self._fd)
             self._fd = None
 
+    def verify(self) -> str | None:
+        """None while this lock is still held; otherwise why not. A PostgreSQL session that was ended is
+        replaced and the lock taken again when it is free (nobody else got in meanwhile)."""
+        if self._conn is None:
+            return None  # DuckDB: the kernel keeps a flock for as long as the process lives
+        try:
+            cur = self._conn.cursor()
+            cur.execute(
+                "select count(*) from pg_locks where pid = pg_backend_pid() and locktype = 'advisory' "
+                "and granted and classid = %s and objid = %s and objsubid = 2",
+                ADVISORY_KEY,
+            )
+            if cur.fetchone()[0]:
+                return None
+        except Exception:  # noqa: S110 - the session is gone: try to take the lock again below
+            pass
+        self.release()
+        try:
+            self._open()
+            if self._try():
+                return None
+            holder = self.holder()
+        except Exception as exc:
+            return f"the warehouse lock's session ended and could not be opened again ({exc})"
+        who = holder.describe() if holder else "another run"
+        return f"the warehouse lock's session ended and {who} took it"
+
     def holder(self) -> Holder | None:
         """Who holds the warehouse now (None when nobody does, or when it cannot be told)."""
         if self.warehouse.target == "postgres":
@@ -130,7 +156,8 @@ class WarehouseLock:
         if self.warehouse.target == "postgres":
             import psycopg2
 
-            me = f"{APPLICATION_PREFIX} {self.run_id} {os.getpid()}@{socket.gethostname()}"
+            # 63 characters at most: a short run id (enough to find the run in the audit), then who
+            me = f"{APPLICATION_PREFIX} {self.run_id[:RUN_ID_CHARS]} {os.getpid()}@{socket.gethostname()}"
             try:
                 self._conn = psycopg2.connect(
                     host=self.warehouse.pg_host,
@@ -141,6 +168,12 @@ class WarehouseLock:
                     sslmode=self.warehouse.pg_sslmode,
                     connect_timeout=10,
                     application_name=me[:63],
+                    # the session idles for the whole run: keep it alive, and known to be alive
+                    keepalives=1,
+                    keepalives_idle=30,
+                    keepalives_interval=10,
+                    keepalives_count=3,
+                    options="-c idle_session_timeout=0 -c idle_in_transaction_session_timeout=0",
                 )
             except psycopg2.OperationalError as exc:
                 reason = " ".join(redact(str(exc)).split())  # libpq's message spans lines
@@ -148,8 +181,16 @@ class WarehouseLock:
             self._conn.autocommit = True
             return
         path = _lock_path(self.warehouse)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            if self.shared and path.exists():
+                self._fd = os.open(path, os.O_RDONLY)  # a reader may not be allowed to write here
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o664)
+        except PermissionError:
+            raise ConfigurationError(
+                f"cannot open {path} (the warehouse's run lock): give this user access to {path.parent}"
+            ) from None
 
     def _try(self) -> bool:
         if self._conn is not None:
@@ -175,7 +216,8 @@ class WarehouseLock:
 
 def _lock_path(warehouse: Warehouse) -> Any:
     assert warehouse.duckdb_path is not None
-    return warehouse.duckdb_path.with_name(warehouse.duckdb_path.name + ".lock")
+    path = warehouse.duckdb_path.resolve()  # one lock file, however the database file is reached
+    return path.with_name(path.name + ".lock")
 
 
 def _duckdb_holder(path: Any) -> Holder | None:

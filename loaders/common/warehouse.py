@@ -84,7 +84,7 @@ class Warehouse:
     def key(self) -> str:
         """A short name for this warehouse, the same on every machine that points at it (dbt's
         artifacts and the run lock are kept per warehouse)."""
-        where = str(self.duckdb_path) if self.target == "duckdb" else self.describe()
+        where = str(self.duckdb_path.resolve()) if self.duckdb_path else self.describe()
         return f"{self.target}-{hashlib.sha256(where.encode()).hexdigest()[:12]}"
 
     def env(self) -> dict[str, str]:
@@ -188,6 +188,22 @@ class Warehouse:
             # no parameters: no placeholder parsing either (a literal % stays as written on PostgreSQL)
             cur.execute(sql, params or None)
             return cur.fetchall() if cur.description else []
+
+
+def number_setting(name: str, default: float, *, minimum: float = 0.0, whole: bool = False) -> float:
+    """A number from the environment variable ``name`` (``default`` when unset); a value that is not a
+    number, or is below ``minimum``, is a setting to fix."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = int(text) if whole else float(text)
+    except ValueError:
+        value = None
+    if value is None or value < minimum:
+        kind = "a whole number" if whole else "a number"
+        raise ConfigurationError(f"{name} must be {kind} of at least {minimum:g}, not {text!r}")
+    return value
 
 
 @contextmanager

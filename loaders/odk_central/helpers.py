@@ -20,7 +20,7 @@ from dlt.sources.helpers.requests import Client
 from requests import Response
 from requests.adapters import HTTPAdapter
 
-from loaders.common.warehouse import register_secret
+from loaders.common.warehouse import ConfigurationError, register_secret
 
 RENEW_BEFORE = timedelta(minutes=5)  # log in again this long before the token expires (at most)
 
@@ -118,6 +118,11 @@ class CentralSession:
                 json={"email": self._username, "password": self._password},
             )
             self.stats.logins += 1
+            if response.status_code in (401, 403):  # a setting to fix: trying again cannot help
+                raise ConfigurationError(
+                    f"ODK Central refused the login of {self._username!r} (HTTP {response.status_code}): "
+                    "fix sources.odk_central.username and password"
+                )
             if response.status_code != 200:
                 raise CentralError(
                     f"ODK Central login as {self._username!r} failed: HTTP {response.status_code} "

@@ -261,7 +261,8 @@ def sales_api(
         # digest]. A line read again unchanged is counted, not loaded, so an API with nothing new costs
         # nothing downstream (no load, no dbt build).
         recent: dict[str, list[str]] = dict(state.get("recent", {}))
-        for page_number, page in enumerate(client.paginate(endpoint, params=params), start=1):
+        pages = client.paginate(endpoint, params=params, hooks={"response": [_refuse_a_wrong_key]})
+        for page_number, page in enumerate(pages, start=1):
             stats.pages += 1
             records = list(page)
             table = _records_table(records, column_map)
@@ -311,6 +312,15 @@ def sales_api(
             state["recent"] = {key: line for key, line in recent.items() if line[0] >= keep_from}
 
     return api_orders
+
+
+def _refuse_a_wrong_key(response: Any, *args: Any, **kwargs: Any) -> None:
+    """A key the API refuses is a setting to fix: said at once, never retried."""
+    if response.status_code in (401, 403):
+        raise ConfigurationError(
+            f"the sales API refused the API key (HTTP {response.status_code} from {response.request.method} "
+            f"{response.request.path_url.split('?')[0]}): fix sources.sales_api.api_key"
+        )
 
 
 def _changed_lines(good: pa.Table, recent: dict[str, list[str]], stats: LoadStats) -> pa.Table:
