@@ -157,10 +157,13 @@ def test_every_deployment_runs_to_completion_and_stores_no_secret(
     assert deployed.returncode == 0, deployed.stdout + deployed.stderr
 
     # The worker's environment: where the project is and the non-secret file settings, no secret.
+    # (ELT_LOAD_RETRIES left at its default, 1: the refused key below must not be tried again)
     settings = {
         key: value
         for key, value in sources.env.items()
-        if key not in SECRET_SETTINGS and not key.endswith(("BASE_URL", "USERNAME", "CREDENTIALS"))
+        if key not in SECRET_SETTINGS
+        and key != "ELT_LOAD_RETRIES"
+        and not key.endswith(("BASE_URL", "USERNAME", "CREDENTIALS"))
     }
     worker_env = prefect.env | settings | {"ELT_PROJECT_DIR": str(ROOT), "PREFECT_WORKER_QUERY_SECONDS": "1"}
     assert not set(secret_values.values()) & set(worker_env.values())
@@ -171,13 +174,25 @@ def test_every_deployment_runs_to_completion_and_stores_no_secret(
         done = prefect.cli("deployment", "run", name, *extra, "--watch", "--watch-timeout", "600")
         assert done.returncode == 0 and "Completed" in done.stdout, (name, done.stdout[-3000:], done.stderr)
 
+    # A failed run too: the API refuses a key (now wrong), and Prefect keeps the failure's message.
+    wrong_key = secrets.token_urlsafe(18)
+    secret_values["wrong sales API key"] = wrong_key
+    prefect.python(
+        "from prefect.blocks.system import Secret\n"
+        f"Secret(value={wrong_key!r}).save('sales-api-key', overwrite=True)\n"
+    )
+    failed = prefect.cli("deployment", "run", "elt-main/sales-daily", "--watch", "--watch-timeout", "600")
+    assert failed.returncode != 0 and "Failed" in failed.stdout, failed.stdout[-3000:]
+
     duckdb = Warehouse(target="duckdb", duckdb_path=duckdb_path)
     completed = duckdb.query(
-        "select sync_type, count(*) from audit.sync_runs where status = 'success' "
-        "and flow_run_id is not null and sync_type in ('elt_run', 'backup') group by 1 order by 1"
+        "select sync_type, status, count(*) from audit.sync_runs where flow_run_id is not null "
+        "and sync_type in ('elt_run', 'backup') group by 1, 2 order by 1, 2"
     )
-    assert completed == [("backup", 1), ("elt_run", 3)]
-    assert not duckdb.query("select * from audit.sync_runs where status <> 'success'")
+    assert completed == [("backup", "success", 1), ("elt_run", "error", 1), ("elt_run", "success", 3)]
+    refused = duckdb.query("select status, error_message from audit.sync_runs where sync_type = 'sales_api'")
+    assert sorted(status for status, _ in refused) == ["error", "success"]  # not retried
+    assert any("refused the API key" in (error or "") for _, error in refused)
     assert duckdb.query("select count(*) from marts.fct_rental_submissions_unified")[0][0] > 0
     assert duckdb.query("select count(*) from marts.agg_municipality_coverage")[0][0] > 0
     assert list((tmp_path / "backups").iterdir())
