@@ -31,11 +31,11 @@ from prefect.states import Failed, State
 from flows.pipeline import (
     RunSummary,
     StepFailed,
-    execute,
     is_configuration,
     is_transient,
     retry_delay_seconds,
 )
+from flows.pipeline import run as run_steps
 from loaders.common.audit import describe_error
 from loaders.common.warehouse import ConfigurationError, WarehouseBusy, register_secret, scoped_env
 from loaders.registry import SETTING_HINTS
@@ -178,7 +178,7 @@ def main_flow(
     logger = get_run_logger()
     try:
         with deployment_settings(variables, secret_blocks):
-            summary = execute(
+            summary = run_steps(
                 sources,
                 target,
                 full_refresh,

@@ -307,7 +307,7 @@ def _call(runner: Runner, step: str, fn: Callable[..., Any], args: tuple[Any, ..
         return failed_step(step, exc)
 
 
-def execute(
+def run(
     sources: list[str] | None = None,
     target: str | None = None,
     full_refresh: bool = False,
@@ -319,7 +319,8 @@ def execute(
     wait_seconds: float | None = None,
     on_wait: Callable[[Holder | None], None] | None = None,
 ) -> RunSummary:
-    """Hold the warehouse, then load, build, check and record; return the summary, failed or not.
+    """Hold the warehouse, then load, build, check and record, calling each step with ``runner`` (in
+    this process, without Prefect, by default); return the summary, failed or not.
 
     Raises ``ConfigurationError`` (the warehouse cannot be reached, an unknown source) and
     ``WarehouseBusy`` (another run held the warehouse for longer than ``wait_seconds``).
@@ -393,15 +394,3 @@ def _steps(
     summary.steps.append(
         _call(runner, "expectations", check_expectations, (warehouse, built_sources, flow_run_id))
     )
-
-
-def run(
-    sources: list[str] | None = None,
-    target: str | None = None,
-    full_refresh: bool = False,
-    days: int | None = None,
-    levels: list[str] | None = None,
-    **kwargs: Any,
-) -> RunSummary:
-    """Run everything in this process, without Prefect; return the summary, failed or not."""
-    return execute(sources, target, full_refresh, days, levels, **kwargs)

@@ -196,14 +196,7 @@ def test_every_deployment_runs_to_completion_and_stores_no_secret(
     assert duckdb.query("select count(*) from marts.fct_rental_submissions_unified")[0][0] > 0
     assert duckdb.query("select count(*) from marts.agg_municipality_coverage")[0][0] > 0
     assert list((tmp_path / "backups").iterdir())
-    postgres = Warehouse(
-        target="postgres",
-        pg_host=pg_server.host,
-        pg_port=pg_server.port,
-        pg_user=pg_server.user,
-        pg_password=pg_server.password,
-        pg_database=database,
-    )
+    postgres = pg_server.warehouse(database)
     assert postgres.query("select status from audit.sync_runs where sync_type = 'elt_run'") == [("success",)]
     assert postgres.query("select count(*) from marts.fct_sales")[0][0] > 0
 

@@ -71,16 +71,7 @@ def make_warehouse(
         database = f"ops_{uuid.uuid4().hex[:10]}"
         server.create_database(database)
         env |= server.env(database)
-        warehouse = Warehouse(
-            target="postgres",
-            pg_host=server.host,
-            pg_port=server.port,
-            pg_user=server.user,
-            pg_password=server.password,
-            pg_database=database,
-            pg_sslmode="disable",
-        )
-        return warehouse, env
+        return server.warehouse(database), env
 
     return make
 

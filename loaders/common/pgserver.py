@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from loaders.common.warehouse import ConfigurationError
+from loaders.common.warehouse import ConfigurationError, Warehouse
 
 
 def find_bindir() -> Path:
@@ -71,6 +71,18 @@ class PgServer:
             "ELT_PG_DATABASE": database or self.database,
             "ELT_PG_SSLMODE": "disable",
         }
+
+    def warehouse(self, database: str | None = None) -> Warehouse:
+        """The warehouse of ``database`` on this server."""
+        return Warehouse(
+            target="postgres",
+            pg_host=self.host,
+            pg_port=self.port,
+            pg_user=self.user,
+            pg_password=self.password,
+            pg_database=database or self.database,
+            pg_sslmode="disable",
+        )
 
     def admin_execute(self, sql: str) -> None:
         import psycopg2

@@ -261,7 +261,9 @@ def sales_api(
         # digest]. A line read again unchanged is counted, not loaded, so an API with nothing new costs
         # nothing downstream (no load, no dbt build).
         recent: dict[str, list[str]] = dict(state.get("recent", {}))
-        pages = client.paginate(endpoint, params=params, hooks={"response": [_refuse_a_wrong_key]})
+        # our hook replaces RESTClient's default one, which raised on an error status: keep that too
+        hooks = {"response": [_refuse_a_wrong_key, _raise_for_status]}
+        pages = client.paginate(endpoint, params=params, hooks=hooks)
         for page_number, page in enumerate(pages, start=1):
             stats.pages += 1
             records = list(page)
@@ -321,6 +323,10 @@ def _refuse_a_wrong_key(response: Any, *args: Any, **kwargs: Any) -> None:
             f"the sales API refused the API key (HTTP {response.status_code} from {response.request.method} "
             f"{response.request.path_url.split('?')[0]}): fix sources.sales_api.api_key"
         )
+
+
+def _raise_for_status(response: Any, *args: Any, **kwargs: Any) -> None:
+    response.raise_for_status()
 
 
 def _changed_lines(good: pa.Table, recent: dict[str, list[str]], stats: LoadStats) -> pa.Table:
