@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from loaders.common.quarantine import LoadStats
 from loaders.common.warehouse import ConfigurationError, Warehouse
-from tests.sales_fixtures import GOOD_ROWS, count, load_csv_folder, write_csv
+from loaders.sales import sales_csv
+from tests.sales_fixtures import GOOD_ROWS, count, load, load_csv_folder, write_csv
 
 ORDERS = "select count(*) from raw_sales.orders"
 DISTINCT_LINES = "select count(distinct order_id || '|' || product_name) from raw_sales.orders"
@@ -273,3 +275,32 @@ def test_awkward_text_and_numbers_arrive_exactly(warehouse: Warehouse, tmp_path:
     )
     assert count_at == 1
     assert abs((datetime.now(UTC) - latest_at).total_seconds()) < 600
+
+
+def test_every_rejected_line_is_kept_once_with_all_its_reasons(warehouse: Warehouse, tmp_path: Path) -> None:
+    """Identical bad lines are two rejections (their lines differ); a rerun of the file stores none
+    twice; a line with several problems names them all."""
+    cancelled = ("O-9", "2026-01-05", "", "Widget", "1", "0.00", "0.00", "North")
+    write_csv(tmp_path / "shop" / "a.csv", [*GOOD_ROWS, cancelled, cancelled, cancelled])
+
+    first = load_csv_folder(tmp_path / "shop", warehouse)
+    rows = warehouse.query("select source_line, reason from raw_sales.rejected_rows order by source_line")
+
+    assert first.rejected == 3 == len(rows)
+    assert [line for line, _ in rows] == [5, 6, 7]
+    assert {reason for _, reason in rows} == {
+        "missing required field(s): user_id; unit_price must be positive"
+    }
+    again = LoadStats()
+    load(
+        sales_csv(
+            file_sources=[{"name": "shop", "path": str(tmp_path / "shop")}],
+            stats=again,
+            full_refresh=True,
+            csv_load_files=warehouse.target == "postgres",
+        ),
+        "sales_csv",
+        warehouse,
+    )
+    assert again.rejected == 3
+    assert count(warehouse, "select count(*) from raw_sales.rejected_rows") == 3

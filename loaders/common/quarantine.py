@@ -72,9 +72,11 @@ class LoadStats:
         }
 
 
-def rejection_id(source_name: str, source_file: str | None, raw_record: str, reason: str) -> str:
-    """Stable id of a rejection, so a record rejected again is not quarantined twice."""
-    text = "\x1f".join([source_name, source_file or "", raw_record, reason])
+def rejection_id(source_name: str, locator: str, raw_record: str) -> str:
+    """The identity of a rejected input row: where it was read (file and line, API page and record,
+    table and row) and what it held. Two identical rows read from two places are two rejections; the
+    same row read again (a rerun of the same file) is the same one, its reason brought up to date."""
+    text = "\x1f".join([source_name, locator, raw_record])
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -96,7 +98,7 @@ def rejection(
 ) -> dict[str, Any]:
     raw = raw_record if isinstance(raw_record, str) else json.dumps(raw_record, default=str)
     return {
-        "rejection_id": rejection_id(source_name, source_file, raw, reason),
+        "rejection_id": rejection_id(source_name, locator, raw),
         "source_name": source_name,
         "source_locator": locator,
         "source_file": source_file,

@@ -123,6 +123,7 @@ def registration(
 
 def _level_rows(level: LevelConfig, stored: Mapping[str, str], stats: LoadStats) -> Any:
     seen: set[str] = set()
+    position = 0  # the row's place in the read, for the quarantine's locator
     hashed = (CODE, PARENT_CODE, NAME, *level.figures)
 
     @dlt.transformer(
@@ -138,7 +139,9 @@ def _level_rows(level: LevelConfig, stored: Mapping[str, str], stats: LoadStats)
         bad: list[dict[str, Any]] = []
         stats.read += len(page)
         stats.part(f"registration.{level.name}", processed=len(page))
+        nonlocal position
         for record in page:
+            position += 1
             try:
                 row = _normalised(level, record)
                 if row[CODE] in seen:
@@ -147,7 +150,7 @@ def _level_rows(level: LevelConfig, stored: Mapping[str, str], stats: LoadStats)
                 bad.append(
                     rejection(
                         source_name="registration",
-                        locator=f"{level.table} ({level.name})",
+                        locator=f"{level.table} ({level.name}) row {position}",
                         raw_record=record,
                         reason=str(exc),
                         rejected_at=loaded_at,

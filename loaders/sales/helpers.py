@@ -232,6 +232,7 @@ def validate_orders(
         "quantity": quantity,
         "unit_price": unit_price,
         "total_diff": total_diff,
+        "total_matches": total_matches,
         "date_format": date_format,
     }
     rejected: dict[int, str] = {
@@ -331,28 +332,30 @@ def _value(array: pa.ChunkedArray | pa.Array, i: int) -> Any:
 
 
 def _reason(i: int, **checks: Any) -> str:
+    """Every problem of row ``i``, not only the first (a cancelled line with a zero price and no
+    customer says both)."""
     problems: list[str] = []
     missing = [name for name, array in checks["blank"].items() if _value(array, i)]
     if missing:
         problems.append(f"missing required field(s): {', '.join(missing)}")
-    if "quantity" not in missing and not _value(checks["int_ok"], i):
+    whole = "quantity" not in missing and _value(checks["int_ok"], i)
+    priced = "unit_price" not in missing and _value(checks["price_ok"], i)
+    totalled = "total_amount" not in missing and _value(checks["total_ok"], i)
+    if "quantity" not in missing and not whole:
         problems.append("quantity is not a whole number")
-    if "unit_price" not in missing and not _value(checks["price_ok"], i):
+    if "unit_price" not in missing and not priced:
         problems.append("unit_price is not a number (at most 4 decimal places)")
-    if "total_amount" not in missing and not _value(checks["total_ok"], i):
+    if "total_amount" not in missing and not totalled:
         problems.append("total_amount is not a number (at most 4 decimal places)")
     if "order_date" not in missing and not _value(checks["date_ok"], i):
         problems.append(f"order_date does not parse with format {checks['date_format']!r}")
-    if not problems:
-        if _value(checks["quantity"], i) <= 0:
-            problems.append("quantity must be positive")
-        if _value(checks["unit_price"], i) <= 0:
-            problems.append("unit_price must be positive")
-        if not problems:
-            diff = _value(checks["total_diff"], i)
-            problems.append(
-                f"total_amount differs from quantity x unit_price by {diff:.4f} (more than a cent)"
-            )
+    if whole and _value(checks["quantity"], i) <= 0:
+        problems.append("quantity must be positive")
+    if priced and _value(checks["unit_price"], i) <= 0:
+        problems.append("unit_price must be positive")
+    if whole and priced and totalled and not _value(checks["total_matches"], i):
+        diff = _value(checks["total_diff"], i)
+        problems.append(f"total_amount differs from quantity x unit_price by {diff:.4f} (more than a cent)")
     return "; ".join(problems)
 
 
