@@ -249,6 +249,8 @@ def demo(
                 "SOURCES__ODK_CENTRAL__USERNAME": odk_user,
                 "SOURCES__ODK_CENTRAL__PASSWORD": odk_password,
                 "SOURCES__REGISTRATION__CREDENTIALS": registration_url,
+                # the sample files are complete when written: no need to let them settle
+                "SOURCES__SALES_CSV__SETTLE_SECONDS": "0",
                 **_sample_paths(samples),
             }
         ),

@@ -173,8 +173,16 @@ def _load_detail(stats: LoadStats) -> str:
     downloads = any(name.endswith(".attachments") for name in stats.parts)
     if downloads:
         parts.append(f"{len(stats.files_loaded)} attachments downloaded")
-    elif stats.files_loaded or stats.files_skipped:
+    elif stats.files_loaded or stats.files_skipped or stats.files_rejected:
         parts.append(f"files loaded {len(stats.files_loaded)}, unchanged {len(stats.files_skipped)}")
+    if stats.files_rejected:
+        names = ", ".join(entry.split(": ", 1)[0] for entry in stats.files_rejected[:3])
+        more = f" and {len(stats.files_rejected) - 3} more" if len(stats.files_rejected) > 3 else ""
+        parts.append(f"files rejected {len(stats.files_rejected)} ({names}{more}: see rejected_rows)")
+    if stats.files_pending:
+        parts.append(f"{len(stats.files_pending)} files still being written, left for the next run")
+    if stats.files_changed:
+        parts.append(f"{len(stats.files_changed)} files changed while read, to be read again next run")
     if stats.unchanged:
         parts.append(f"{stats.unchanged} unchanged")
     if stats.deleted:

@@ -191,14 +191,34 @@ def test_a_legacy_export_loads_through_configuration_alone(warehouse: Warehouse,
     ]
 
 
-def test_a_missing_header_is_a_clear_configuration_error(warehouse: Warehouse, tmp_path: Path) -> None:
-    write_csv(tmp_path / "in" / "orders.csv", GOOD_ROWS)
+def test_a_file_without_the_mapped_headers_is_rejected_and_the_others_load(
+    warehouse: Warehouse, tmp_path: Path
+) -> None:
+    legacy = {"order_date": "Order Date"}
+    write_csv(tmp_path / "in" / "a_standard.csv", GOOD_ROWS)  # its header says date, not Order Date
+    write_csv(
+        tmp_path / "in" / "b_legacy.csv",
+        [("O-7", "2026-01-07", "amina.otieno1", "Widget", "1", "4.50", "4.50", "North")],
+        header=(
+            "order_id",
+            "Order Date",
+            "user_id",
+            "product_name",
+            "quantity",
+            "unit_price",
+            "total_amount",
+            "region",
+        ),
+    )
 
-    with pytest.raises(Exception) as caught:
-        load_csv_folder(tmp_path / "in", warehouse, columns={"order_date": "Order Date"})
+    stats = load_csv_folder(tmp_path / "in", warehouse, columns=legacy)
 
-    assert "'Order Date'" in str(caught.value)
-    assert "column mapping" in str(caught.value)
+    assert stats.loaded == 1 and stats.rejected == 1 and stats.read == 2
+    assert stats.files_loaded == ["shop/b_legacy.csv"]
+    assert len(stats.files_rejected) == 1 and stats.files_rejected[0].startswith("shop/a_standard.csv: ")
+    (locator, reason), *_ = warehouse.query("select source_locator, reason from raw_sales.rejected_rows")
+    assert locator == "shop/a_standard.csv"
+    assert "header(s) ['Order Date'] not found" in reason and "column mapping" in reason
 
 
 def test_a_missing_folder_says_which(tmp_path: Path) -> None:

@@ -41,7 +41,10 @@ class LoadStats:
     unchanged: int = 0
     deleted: int = 0  # records the source no longer has, deleted from the warehouse
     files_loaded: list[str] = field(default_factory=list)
-    files_skipped: list[str] = field(default_factory=list)
+    files_skipped: list[str] = field(default_factory=list)  # read before and unchanged
+    files_pending: list[str] = field(default_factory=list)  # still being written: the next run's
+    files_changed: list[str] = field(default_factory=list)  # changed while read: read again next run
+    files_rejected: list[str] = field(default_factory=list)  # "name: reason", quarantined whole
     requests: int = 0
     http_errors: int = 0
     pages: int = 0
@@ -64,6 +67,9 @@ class LoadStats:
             "deleted": self.deleted,
             "files_loaded": self.files_loaded,
             "files_skipped": self.files_skipped,
+            "files_pending": self.files_pending,
+            "files_changed": self.files_changed,
+            "files_rejected": self.files_rejected,
             "requests": self.requests,
             "http_errors": self.http_errors,
             "pages": self.pages,

@@ -22,16 +22,18 @@ from dlt.sources.helpers.rest_client import RESTClient
 from dlt.sources.helpers.rest_client.paginators import PageNumberPaginator
 from requests.adapters import HTTPAdapter
 
+from loaders.common.files import DEFAULT_SETTLE_SECONDS, HashingReader, settling
 from loaders.common.quarantine import quarantined
 from loaders.common.values import file_sha256, row_hash
 from loaders.common.warehouse import ROOT, ConfigurationError, register_secret
 from loaders.sales.helpers import (
+    CsvFile,
     CsvLoadFiles,
+    FileRejected,
     FileSource,
     LoadStats,
     map_columns,
     original_records,
-    read_csv_batches,
     rejection,
     validate_orders,
 )
@@ -58,14 +60,16 @@ def sales_csv(
     stats: LoadStats | None = None,
     full_refresh: bool = False,
     csv_load_files: bool = False,
+    settle_seconds: float = DEFAULT_SETTLE_SECONDS,
 ) -> Any:
     """Order lines from folders of CSV exports, one ``[[sources.sales_csv.file_sources]]`` each.
 
     With ``csv_load_files`` (PostgreSQL) the good rows are written straight to CSV load files that
-    dlt COPYs as they are; otherwise they are yielded as Arrow tables (Parquet on DuckDB).
+    dlt COPYs as they are; otherwise they are yielded as Arrow tables (Parquet on DuckDB). A file
+    modified less than ``settle_seconds`` ago is left for the next run (it may still be being copied).
     """
     sources = [FileSource.from_config(raw) for raw in file_sources]
-    return orders_from_files(sources, stats or LoadStats(), full_refresh, csv_load_files)
+    return orders_from_files(sources, stats or LoadStats(), full_refresh, csv_load_files, settle_seconds)
 
 
 def orders_from_files(
@@ -73,6 +77,7 @@ def orders_from_files(
     stats: LoadStats,
     full_refresh: bool = False,
     csv_load_files: bool = False,
+    settle_seconds: float = DEFAULT_SETTLE_SECONDS,
 ) -> Any:
     @dlt.resource(name="orders", table_name="orders", **ORDERS_HINTS)
     def orders() -> Iterator[Any]:
@@ -86,17 +91,28 @@ def orders_from_files(
             for source in sources:
                 for path in source.files():
                     file_id = f"{source.name}/{path.name}"
-                    digest = file_sha256(path)
-                    if loaded.get(file_id) == digest:
+                    if settling(path, settle_seconds):
+                        stats.files_pending.append(file_id)
+                        continue
+                    # (a file never read before is hashed once, as it is read)
+                    if file_id in loaded and loaded[file_id] == file_sha256(path):
                         stats.files_skipped.append(file_id)
                         continue
-                    for item in _orders_from_file(source, path, file_id, seen_keys, loaded_at, stats):
-                        if csv_load_files and isinstance(item, pa.Table):
-                            yield from load_files.write(item)
-                        else:
-                            yield item
+                    with HashingReader(path) as reader:
+                        items = _orders_from_file(source, reader, file_id, seen_keys, loaded_at, stats)
+                        for item in items:
+                            if csv_load_files and isinstance(item, pa.Table):
+                                yield from load_files.write(item)
+                            else:
+                                yield item
+                        # marked with the digest of the bytes read, unless they changed meanwhile
+                        digest, changed = reader.finish()
+                    if changed:
+                        stats.files_changed.append(file_id)
+                        continue
                     loaded[file_id] = digest
-                    stats.files_loaded.append(file_id)
+                    if not any(name.startswith(f"{file_id}: ") for name in stats.files_rejected):
+                        stats.files_loaded.append(file_id)
             yield from load_files.flush()
         stats.cursor = loaded_at.isoformat()
 
@@ -105,50 +121,69 @@ def orders_from_files(
 
 def _orders_from_file(
     source: FileSource,
-    path: Path,
+    reader: HashingReader,
     file_id: str,
     seen_keys: set[str],
     loaded_at: datetime,
     stats: LoadStats,
 ) -> Iterator[Any]:
+    """The order lines and rejections of one file; a file that cannot be read (at all, or past a line)
+    is one file-level rejection, and the rows before that line stand."""
     malformed: list[tuple[int, str]] = []
-    for batch in read_csv_batches(
-        path,
-        encoding=source.encoding,
-        delimiter=source.delimiter,
-        quote_char=source.quote_char,
-        malformed=malformed,
-    ):
-        table = map_columns(batch.table, source.columns, f"{file_id}")
-        result = validate_orders(
-            table,
-            date_format=source.date_format,
-            seen_keys=seen_keys,
-            source_name=source.name,
-            source_file=file_id,
-            lines=batch.lines,
-            loaded_at=loaded_at,
+    try:
+        opened = CsvFile.open(
+            reader, encoding=source.encoding, delimiter=source.delimiter, quote_char=source.quote_char
         )
-        stats.read += table.num_rows
-        stats.loaded += result.good.num_rows
-        if result.good.num_rows:
-            yield result.good
-        if result.rejected_index:
-            stats.rejected += len(result.rejected_index)
-            records = original_records(table, source.columns, result.rejected_index)
-            rows = [
+        columns = opened.resolve(source.columns)
+        for batch in opened.batches(malformed=malformed):
+            table = map_columns(batch.table, columns, f"{file_id}")
+            result = validate_orders(
+                table,
+                date_format=source.date_format,
+                seen_keys=seen_keys,
+                source_name=source.name,
+                source_file=file_id,
+                lines=batch.lines,
+                loaded_at=loaded_at,
+            )
+            stats.read += table.num_rows
+            stats.loaded += result.good.num_rows
+            if result.good.num_rows:
+                yield result.good
+            if result.rejected_index:
+                stats.rejected += len(result.rejected_index)
+                records = original_records(table, columns, result.rejected_index)
+                rows = [
+                    rejection(
+                        source_name="sales_csv",
+                        locator=f"{file_id}:{batch.lines[i].as_py()}",
+                        source_file=file_id,
+                        source_line=batch.lines[i].as_py(),
+                        raw_record=record,
+                        reason=reason,
+                        rejected_at=loaded_at,
+                    )
+                    for i, record, reason in zip(result.rejected_index, records, result.reasons, strict=True)
+                ]
+                yield quarantined(rows)
+    except FileRejected as exc:
+        stats.read += 1
+        stats.rejected += 1
+        stats.files_rejected.append(f"{file_id}: {exc}")
+        where = f"{file_id}:{exc.line}" if exc.line and exc.line > 1 else file_id
+        yield quarantined(
+            [
                 rejection(
                     source_name="sales_csv",
-                    locator=f"{file_id}:{batch.lines[i].as_py()}",
+                    locator=where,
                     source_file=file_id,
-                    source_line=batch.lines[i].as_py(),
-                    raw_record=record,
-                    reason=reason,
+                    source_line=exc.line,
+                    raw_record=exc.sample,
+                    reason=f"file not read{' past this line' if exc.line and exc.line > 1 else ''}: {exc}",
                     rejected_at=loaded_at,
                 )
-                for i, record, reason in zip(result.rejected_index, records, result.reasons, strict=True)
             ]
-            yield quarantined(rows)
+        )
     if malformed:
         stats.read += len(malformed)
         stats.rejected += len(malformed)

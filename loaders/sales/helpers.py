@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
+import io
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -13,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from loaders.common.files import HashingReader, byte_order_mark
 from loaders.common.quarantine import LoadStats, rejected_table, rejection  # noqa: F401 - re-exported
 from loaders.common.warehouse import ROOT, ConfigurationError
 from loaders.sales.settings import (
@@ -86,6 +90,195 @@ class CsvBatch:
     lines: pa.Array
 
 
+class FileRejected(ValueError):
+    """A file that cannot be read (at all, or past ``line``): quarantined as one file-level rejection
+    with this reason, while the other files go on."""
+
+    def __init__(self, reason: str, *, line: int | None = None, sample: str = "") -> None:
+        super().__init__(reason)
+        self.line = line
+        self.sample = sample  # what of the file shows the problem (its header line), for the quarantine
+
+
+def header_key(name: str) -> str:
+    """A header name without case, surrounding spaces, or the difference between spaces, underscores
+    and hyphens (``Initial_Password`` = ``initial password``)."""
+    return re.sub(r"[\s_\-]+", " ", name.strip().lower())
+
+
+HEADER_PEEK = 64 << 10
+HEADER_MAX = 4 << 20
+DELIMITERS = (",", ";", "\t", "|")
+
+
+@dataclass
+class CsvFile:
+    """A CSV file opened for reading: its encoding (a byte-order mark decides it), its header."""
+
+    reader: HashingReader
+    encoding: str
+    header: list[str]
+    header_text: str
+    delimiter: str
+    quote_char: str
+
+    @classmethod
+    def open(cls, reader: HashingReader, *, encoding: str, delimiter: str, quote_char: str) -> CsvFile:
+        """Read the header; raise ``FileRejected`` for a file with no usable one."""
+        marked, length = byte_order_mark(reader)
+        if marked:
+            reader.skip(length)
+            encoding = marked  # the mark says what the file is, whatever the configuration says
+        size = HEADER_PEEK
+        while True:
+            start = reader.peek(size)
+            # undecodable bytes further down are the rows' problem (they stop the file there), not the
+            # header's: decode leniently here and look at the header line alone
+            decoder = codecs.getincrementaldecoder(encoding)(errors="replace")
+            text = decoder.decode(start, final=len(start) < size)
+            if "\n" in text or len(start) < size or size >= HEADER_MAX:
+                break
+            size *= 4
+        if not text.strip():
+            raise FileRejected("the file is empty: no header line")
+        first_line = text.splitlines()[0] if text else ""
+        if "\ufffd" in first_line:
+            raise FileRejected(
+                f"the header is not {encoding} text: check the file source's encoding",
+                line=1,
+                sample=first_line[:1000],
+            )
+        try:
+            header = next(csv.reader(io.StringIO(text), delimiter=delimiter, quotechar=quote_char))
+        except (csv.Error, StopIteration) as exc:
+            raise FileRejected(f"the header line cannot be read: {exc}", sample=first_line[:1000]) from None
+        if not any(name.strip() for name in header):
+            raise FileRejected("the first line is blank: no header", sample=first_line[:1000])
+        repeated = sorted({name for name in header if header.count(name) > 1})
+        if repeated:
+            raise FileRejected(
+                f"duplicated header name(s) {repeated}: every column needs a name of its own",
+                line=1,
+                sample=first_line[:1000],
+            )
+        return cls(reader, encoding, header, first_line[:1000], delimiter, quote_char)
+
+    def resolve(self, columns: dict[str, str]) -> dict[str, str]:
+        """``columns`` (canonical -> configured header) with each header as this file spells it: the
+        same name, else the one header equal to it but for case, spaces, underscores and hyphens.
+        Raise ``FileRejected`` for a header that is missing (naming a delimiter the header line seems
+        to use instead) or matched twice."""
+        resolved: dict[str, str] = {}
+        missing: list[str] = []
+        for canonical, wanted in columns.items():
+            if wanted in self.header:
+                resolved[canonical] = wanted
+                continue
+            alike = [name for name in self.header if header_key(name) == header_key(wanted)]
+            if len(alike) > 1:
+                raise FileRejected(
+                    f"header {wanted!r} matches {alike}: rename one of them",
+                    line=1,
+                    sample=self.header_text,
+                )
+            if alike:
+                resolved[canonical] = alike[0]
+            else:
+                missing.append(wanted)
+        if missing:
+            hint = ""
+            if len(self.header) == 1:
+                used = [d for d in DELIMITERS if d != self.delimiter and d in self.header[0]]
+                if used:
+                    hint = f" (is the delimiter {used[0]!r}? this file source reads {self.delimiter!r})"
+            raise FileRejected(
+                f"header(s) {missing} not found (the file has {self.header[:20]}){hint}; "
+                "fix the file or the column mapping of its file source",
+                line=1,
+                sample=self.header_text,
+            )
+        return resolved
+
+    def batches(
+        self, *, block_size: int = CSV_BLOCK_SIZE, malformed: list[tuple[int, str]] | None = None
+    ) -> Iterator[CsvBatch]:
+        """Stream the rows in Arrow blocks, every column as a string, never the whole file in memory.
+
+        Rows with the wrong number of fields go to ``malformed`` as (line, text) instead of failing
+        the file; blank lines (every field empty) are not records and are dropped. Bytes that cannot
+        be decoded stop the file there (``FileRejected`` with the line reached): the rows before them
+        are read."""
+        skipped: list[int] = []
+
+        def on_invalid(row: Any) -> str:
+            skipped.append(row.number)
+            if malformed is None:
+                return "error"
+            malformed.append((row.number, row.text))
+            return "skip"
+
+        def stopped(exc: Exception, line: int) -> FileRejected:
+            message = str(exc).strip().splitlines()[0][:300]
+            return FileRejected(
+                f"reading stopped after line {line - 1}, the rest of the file is not read: {message}",
+                line=line,
+            )
+
+        try:
+            reader = self._open_arrow(block_size, on_invalid)
+        except (pa.ArrowInvalid, UnicodeDecodeError) as exc:  # Arrow reads the first block at once
+            raise stopped(exc, 2) from None
+        next_line = 2
+        consumed = 0  # entries of ``skipped`` already placed
+        while True:
+            try:
+                record_batch = reader.read_next_batch()
+            except StopIteration:
+                return
+            except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+                raise stopped(exc, next_line) from None
+            table = pa.Table.from_batches([record_batch])
+            n = table.num_rows
+            if consumed == len(skipped):
+                lines = pa.arange(next_line, next_line + n)
+                next_line += n
+            else:
+                numbers = []
+                for _ in range(n):
+                    while consumed < len(skipped) and skipped[consumed] == next_line:
+                        consumed += 1
+                        next_line += 1
+                    numbers.append(next_line)
+                    next_line += 1
+                lines = pa.array(numbers, type=pa.int64())
+            blank = None
+            for name in table.column_names:
+                empty = pc.equal(table.column(name), "")
+                blank = empty if blank is None else pc.and_(blank, empty)
+            if blank is not None and pc.any(blank).as_py():
+                keep = pc.invert(blank)
+                if isinstance(keep, pa.ChunkedArray):
+                    keep = keep.combine_chunks()
+                table, lines = table.filter(keep), lines.filter(keep)
+            yield CsvBatch(table=table, lines=lines)
+
+    def _open_arrow(self, block_size: int, on_invalid: Any) -> Any:
+        return pacsv.open_csv(
+            self.reader,
+            # One thread keeps the row numbers the invalid-row handler reports.
+            read_options=pacsv.ReadOptions(block_size=block_size, encoding=self.encoding, use_threads=False),
+            parse_options=pacsv.ParseOptions(
+                delimiter=self.delimiter,
+                quote_char=self.quote_char,
+                invalid_row_handler=on_invalid,
+                ignore_empty_lines=False,
+            ),
+            convert_options=pacsv.ConvertOptions(
+                column_types={name: pa.string() for name in self.header}, strings_can_be_null=False
+            ),
+        )
+
+
 def read_csv_batches(
     path: Path,
     *,
@@ -95,66 +288,10 @@ def read_csv_batches(
     block_size: int = CSV_BLOCK_SIZE,
     malformed: list[tuple[int, str]] | None = None,
 ) -> Iterator[CsvBatch]:
-    """Stream a CSV file in Arrow blocks, every column as a string, never the whole file in memory.
-
-    Rows with the wrong number of fields go to ``malformed`` as (line, text) instead of failing the
-    file; blank lines (every field empty) are not records and are dropped.
-    """
-    skipped: list[int] = []
-
-    def on_invalid(row: Any) -> str:
-        skipped.append(row.number)
-        if malformed is None:
-            return "error"
-        malformed.append((row.number, row.text))
-        return "skip"
-
-    with path.open("r", encoding=encoding, newline="") as fh:
-        header_line = fh.readline()
-    if not header_line.strip():
-        return
-    header = next(csv.reader([header_line], delimiter=delimiter, quotechar=quote_char))
-    reader = pacsv.open_csv(
-        path,
-        # One thread keeps the row numbers the invalid-row handler reports.
-        read_options=pacsv.ReadOptions(block_size=block_size, encoding=encoding, use_threads=False),
-        parse_options=pacsv.ParseOptions(
-            delimiter=delimiter,
-            quote_char=quote_char,
-            invalid_row_handler=on_invalid,
-            ignore_empty_lines=False,
-        ),
-        convert_options=pacsv.ConvertOptions(
-            column_types={name: pa.string() for name in header}, strings_can_be_null=False
-        ),
-    )
-    next_line = 2
-    consumed = 0  # entries of ``skipped`` already placed
-    for record_batch in reader:
-        table = pa.Table.from_batches([record_batch])
-        n = table.num_rows
-        if consumed == len(skipped):
-            lines = pa.arange(next_line, next_line + n)
-            next_line += n
-        else:
-            numbers = []
-            for _ in range(n):
-                while consumed < len(skipped) and skipped[consumed] == next_line:
-                    consumed += 1
-                    next_line += 1
-                numbers.append(next_line)
-                next_line += 1
-            lines = pa.array(numbers, type=pa.int64())
-        blank = None
-        for name in table.column_names:
-            empty = pc.equal(table.column(name), "")
-            blank = empty if blank is None else pc.and_(blank, empty)
-        if blank is not None and pc.any(blank).as_py():
-            keep = pc.invert(blank)
-            if isinstance(keep, pa.ChunkedArray):
-                keep = keep.combine_chunks()
-            table, lines = table.filter(keep), lines.filter(keep)
-        yield CsvBatch(table=table, lines=lines)
+    """The batches of the CSV file at ``path`` (see ``CsvFile.batches``)."""
+    with HashingReader(path) as reader:
+        opened = CsvFile.open(reader, encoding=encoding, delimiter=delimiter, quote_char=quote_char)
+        yield from opened.batches(block_size=block_size, malformed=malformed)
 
 
 def map_columns(table: pa.Table, columns: dict[str, str], where: str) -> pa.Table:
