@@ -251,6 +251,7 @@ def demo(
                 "SOURCES__REGISTRATION__CREDENTIALS": registration_url,
                 # the sample files are complete when written: no need to let them settle
                 "SOURCES__SALES_CSV__SETTLE_SECONDS": "0",
+                "SOURCES__SALES_USERS__SETTLE_SECONDS": "0",
                 **_sample_paths(samples),
             }
         ),

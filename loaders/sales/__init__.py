@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from dlt.sources.helpers.rest_client import RESTClient
 from dlt.sources.helpers.rest_client.paginators import PageNumberPaginator
 from requests.adapters import HTTPAdapter
 
-from loaders.common.files import DEFAULT_SETTLE_SECONDS, HashingReader, settling
+from loaders.common.files import DEFAULT_SETTLE_SECONDS, HashingReader, byte_order_mark, settling
 from loaders.common.quarantine import quarantined
 from loaders.common.values import file_sha256, row_hash
 from loaders.common.warehouse import ROOT, ConfigurationError, register_secret
@@ -32,12 +33,19 @@ from loaders.sales.helpers import (
     FileRejected,
     FileSource,
     LoadStats,
+    header_key,
     map_columns,
     original_records,
     rejection,
     validate_orders,
 )
-from loaders.sales.settings import DEFAULT_COLUMN_MAP, DEFAULT_ROLES, ORDER_COLUMNS, ORDER_LINE_KEY
+from loaders.sales.settings import (
+    DEFAULT_COLUMN_MAP,
+    DEFAULT_ROLES,
+    ORDER_COLUMNS,
+    ORDER_LINE_KEY,
+    USER_COLUMNS,
+)
 
 ORDERS_HINTS: dict[str, Any] = {
     "write_disposition": {"disposition": "merge", "strategy": "delete-insert"},
@@ -433,12 +441,16 @@ def sales_users(
     existing: dict[str, str] | None = None,
     stats: LoadStats | None = None,
     full_refresh: bool = False,
+    settle_seconds: float = DEFAULT_SETTLE_SECONDS,
 ) -> Any:
     """Users from CSV files (``username, email, role, initial_password``).
 
     Usernames and emails are trimmed and lower-cased and must be unique (also against users already
     in the warehouse, given as ``existing``: email -> username); roles must be in ``roles``. The
-    password is never stored as given: it is hashed with Argon2id, and quarantined rows show it as ***.
+    password is never stored as given: it is hashed with Argon2id; a rejected row shows it as ***, and
+    a row whose fields do not line up with the header (a missing field shifts the password into
+    another column, an unquoted comma splits it) is rejected without any of its values. Headers are
+    matched without case and spacing (``Initial_Password``).
     """
     folder = Path(users_path)
     folder = folder if folder.is_absolute() else ROOT / folder
@@ -452,17 +464,11 @@ def sales_users(
         columns={"password_hash": {"data_type": "text", "nullable": True}},
     )
     def users() -> Iterator[Any]:
-        import csv
-
-        from argon2 import PasswordHasher
-
-        hasher = PasswordHasher()  # Argon2id with the library's recommended parameters
         state = dlt.current.resource_state()
         if full_refresh:
             state.clear()
         loaded: dict[str, str] = state.setdefault("files", {})
-        emails = dict(existing or {})
-        seen_usernames: set[str] = set()
+        known = _UserChecks(allowed, dict(existing or {}))
         loaded_at = _now()
         if not folder.exists():
             raise ConfigurationError(
@@ -471,67 +477,148 @@ def sales_users(
         files = [folder] if folder.is_file() else sorted(folder.glob("*.csv"))
         for file in files:
             file_id = file.name
-            digest = file_sha256(file)
-            if loaded.get(file_id) == digest:
+            if settling(file, settle_seconds):
+                stats.files_pending.append(file_id)
+                continue
+            if file_id in loaded and loaded[file_id] == file_sha256(file):
                 stats.files_skipped.append(file_id)
                 continue
-            good: list[dict[str, Any]] = []
-            bad: list[dict[str, Any]] = []
-            with file.open(encoding=encoding, newline="") as fh:
-                reader = csv.DictReader(fh, delimiter=delimiter)
-                missing_headers = {"username", "email", "role"} - set(reader.fieldnames or [])
-                if missing_headers:
-                    raise ConfigurationError(
-                        f"{file_id}: missing header(s) {sorted(missing_headers)}; "
-                        "expected username, email, role, initial_password"
-                    )
-                for line, row in enumerate(reader, start=2):
-                    stats.read += 1
-                    username = (row.get("username") or "").strip().lower()
-                    email = (row.get("email") or "").strip().lower()
-                    role = (row.get("role") or "").strip().lower()
-                    password = row.get("initial_password") or ""
-                    reason = _user_problem(username, email, role, allowed, emails, seen_usernames)
-                    if reason:
-                        shown = {k: v for k, v in row.items() if k is not None}
-                        if shown.get("initial_password"):
-                            shown["initial_password"] = "***"  # noqa: S105 - the mask, not a password
-                        bad.append(
-                            rejection(
-                                source_name="sales_users",
-                                locator=f"{file_id}:{line}",
-                                source_file=file_id,
-                                source_line=line,
-                                raw_record=shown,
-                                reason=reason,
-                                rejected_at=loaded_at,
-                            )
-                        )
-                        continue
-                    seen_usernames.add(username)
-                    emails[email] = username
-                    good.append(
-                        {
-                            "username": username,
-                            "email": email,
-                            "role": role,
-                            "password_hash": hasher.hash(password) if password else None,
-                            "_source_file": file_id,
-                            "_source_line": line,
-                            "_loaded_at": loaded_at,
-                        }
-                    )
-            stats.loaded += len(good)
-            stats.rejected += len(bad)
-            if good:
-                yield good
-            if bad:
-                yield quarantined(bad)
+            with HashingReader(file) as reader:
+                yield from _users_from_file(reader, file_id, encoding, delimiter, known, loaded_at, stats)
+                digest, changed = reader.finish()
+            if changed:
+                stats.files_changed.append(file_id)
+                continue
             loaded[file_id] = digest
-            stats.files_loaded.append(file_id)
+            if not any(entry.startswith(f"{file_id}: ") for entry in stats.files_rejected):
+                stats.files_loaded.append(file_id)
         stats.cursor = loaded_at.isoformat()
 
     return users
+
+
+@dataclass
+class _UserChecks:
+    """What a user row is checked against: the roles allowed, the emails known (warehouse and this
+    run), the usernames of this run."""
+
+    allowed: set[str]
+    emails: dict[str, str]
+    usernames: set[str] = field(default_factory=set)
+
+
+def _users_from_file(
+    reader: HashingReader,
+    file_id: str,
+    encoding: str,
+    delimiter: str,
+    known: _UserChecks,
+    loaded_at: datetime,
+    stats: LoadStats,
+) -> Iterator[Any]:
+    import csv
+    import io
+
+    from argon2 import PasswordHasher
+
+    hasher = PasswordHasher()  # Argon2id with the library's recommended parameters
+    good: list[dict[str, Any]] = []
+    bad: list[dict[str, Any]] = []
+
+    def reject(line: int | None, raw: Any, reason: str, *, locator: str | None = None) -> None:
+        bad.append(
+            rejection(
+                source_name="sales_users",
+                locator=locator or f"{file_id}:{line}",
+                source_file=file_id,
+                source_line=line,
+                raw_record=raw,
+                reason=reason,
+                rejected_at=loaded_at,
+            )
+        )
+
+    marked, length = byte_order_mark(reader)
+    if marked:
+        reader.skip(length)
+    text = io.TextIOWrapper(reader, encoding=marked or encoding, newline="")
+    try:
+        rows = csv.reader(text, delimiter=delimiter)
+        header = next(rows, None)
+        position = _user_header(header)  # canonical column -> index in the file
+        for values in rows:
+            line = rows.line_num
+            if not any(value.strip() for value in values):
+                continue  # a blank line is not a record
+            stats.read += 1
+            if len(values) != len(header or ()):
+                reject(
+                    line,
+                    f"{len(values)} fields (values not stored: one may be a password)",
+                    f"{len(values)} fields where the header has {len(header or ())}: a field is missing "
+                    "or a value holds an unquoted delimiter",
+                )
+                continue
+            record = {name: values[index] for name, index in position.items()}
+            username = record["username"].strip().lower()
+            email = record["email"].strip().lower()
+            role = record["role"].strip().lower()
+            password = record.get("initial_password", "")
+            problem = _user_problem(username, email, role, known.allowed, known.emails, known.usernames)
+            if problem:
+                shown = dict(zip(header or (), values, strict=True))
+                if "initial_password" in position and values[position["initial_password"]]:
+                    shown[header[position["initial_password"]]] = "***"  # noqa: S105 - the mask
+                reject(line, shown, problem)
+                continue
+            known.usernames.add(username)
+            known.emails[email] = username
+            good.append(
+                {
+                    "username": username,
+                    "email": email,
+                    "role": role,
+                    "password_hash": hasher.hash(password) if password else None,
+                    "_source_file": file_id,
+                    "_source_line": line,
+                    "_loaded_at": loaded_at,
+                }
+            )
+    except (FileRejected, UnicodeDecodeError, csv.Error) as exc:
+        where = f" (line {rows.line_num + 1})" if isinstance(exc, UnicodeDecodeError | csv.Error) else ""
+        stats.read += 1
+        stats.files_rejected.append(f"{file_id}: {exc}")
+        reject(None, "", f"file not read{where}: {exc}", locator=file_id)
+    finally:
+        text.detach()  # the reader stays open: its caller finishes the hash
+    stats.loaded += len(good)
+    stats.rejected += len(bad)
+    if good:
+        yield good
+    if bad:
+        yield quarantined(bad)
+
+
+def _user_header(header: list[str] | None) -> dict[str, int]:
+    """Where each user column is in the header (matched without case and spacing); raise
+    ``FileRejected`` for a file without the required ones or with a column named twice."""
+    if not header or not any(name.strip() for name in header):
+        raise FileRejected("the file is empty: no header line")
+    columns = {header_key(column): column for column in USER_COLUMNS}
+    position: dict[str, int] = {}
+    for index, name in enumerate(header):
+        column = columns.get(header_key(name))
+        if column is not None:
+            if column in position:
+                raise FileRejected(f"the header names {column} twice: rename one of them")
+            position[column] = index
+    missing = [name for name in ("username", "email", "role") if name not in position]
+    if missing:
+        raise FileRejected(
+            f"missing header(s) {missing} (the file has {header[:10]}); "
+            "expected username, email, role, initial_password"
+        )
+    return position
 
 
 def _user_problem(

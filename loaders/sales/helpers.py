@@ -101,9 +101,9 @@ class FileRejected(ValueError):
 
 
 def header_key(name: str) -> str:
-    """A header name without case, surrounding spaces, or the difference between spaces, underscores
-    and hyphens (``Initial_Password`` = ``initial password``)."""
-    return re.sub(r"[\s_\-]+", " ", name.strip().lower())
+    """A header name without case, spaces, underscores or hyphens: ``Initial_Password``,
+    ``initial password`` and ``INITIALPASSWORD`` are one name, ``E-mail`` is ``email``."""
+    return re.sub(r"[\s_\-]+", "", name.lower())
 
 
 HEADER_PEEK = 64 << 10
