@@ -338,3 +338,34 @@ def test_an_expired_session_leads_to_one_new_login_not_a_failure() -> None:
     assert session.stats.logins == 3
     assert statuses.count(("GET", 401)) == 2
     assert statuses.count(("POST", 200)) == 3
+
+
+@pytest.mark.parametrize("target", ["duckdb"])
+def test_a_run_logs_out_at_the_end(warehouse: Warehouse, tmp_path: Path) -> None:
+    with central() as server:
+        samples.populate(server, n=12, edit_share=0, delete_share=0, review_share=0)
+        load_odk(server, warehouse, tmp_path / "files", page_size=5)
+        requests = [(r.method, r.path) for r in server.requests]
+
+    assert requests[-1] == ("DELETE", "/v1/sessions/current")
+    assert requests.count(("DELETE", "/v1/sessions/current")) == 1
+
+
+def test_eight_requests_that_meet_a_revoked_session_lead_to_one_login() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from loaders.odk_central.helpers import CentralSession
+    from tests.odk_fixtures import EMAIL, PASSWORD
+
+    with central() as server:
+        samples.populate(server, n=5, edit_share=0, delete_share=0, review_share=0)
+        session = CentralSession(server.base_url, EMAIL, PASSWORD, pool_size=8)
+        url = session.odata_url(server.project_id, "rental_survey") + "/Submissions"
+        session.get_json(url)
+        server.revoke_sessions()
+        with ThreadPoolExecutor(8) as pool:
+            pages = list(pool.map(lambda _: session.get_json(url), range(8)))
+        logins = [r for r in server.requests if r.method == "POST" and r.path == "/v1/sessions"]
+
+    assert all(page == pages[0] for page in pages)
+    assert len(logins) == 2  # the first, and one after the revocation

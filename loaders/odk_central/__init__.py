@@ -148,6 +148,7 @@ def odk_central(
     configs = [FormConfig.from_config(raw) for raw in forms]
     if not configs:
         raise ConfigurationError("sources.odk_central.forms is empty: name at least one form")
+    session.expect_users(len(configs))
     return [_form_resource(session, settings, config, stats) for config in configs]
 
 
@@ -167,6 +168,12 @@ def _form_resource(session: CentralSession, settings: _Settings, config: FormCon
 
     @dlt.resource(name=form_id, write_disposition=MERGE, max_table_nesting=0)
     def form() -> Iterator[Any]:
+        try:
+            yield from rows()
+        finally:
+            session.release()  # the last form to finish logs out: the token does not outlive the run
+
+    def rows() -> Iterator[Any]:
         state = dlt.current.resource_state()
         if settings.full_refresh:
             state.clear()

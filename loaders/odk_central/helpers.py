@@ -102,6 +102,7 @@ class CentralSession:
         self._expires_at: datetime | None = None
         self._lifetime = timedelta(hours=24)
         self._login_lock = threading.Lock()
+        self._users = 1
 
     @property
     def _session(self) -> Any:
@@ -113,39 +114,58 @@ class CentralSession:
 
     def login(self) -> None:
         with self._login_lock:
-            response = self._session.post(
-                f"{self.api_url}/sessions",
-                json={"email": self._username, "password": self._password},
+            self._login()
+
+    def _login(self) -> None:
+        """``POST /v1/sessions``; the caller holds ``_login_lock``."""
+        response = self._session.post(
+            f"{self.api_url}/sessions",
+            json={"email": self._username, "password": self._password},
+        )
+        self.stats.logins += 1
+        if response.status_code in (401, 403):  # a setting to fix: trying again cannot help
+            raise ConfigurationError(
+                f"ODK Central refused the login of {self._username!r} (HTTP {response.status_code}): "
+                "fix sources.odk_central.username and password"
             )
-            self.stats.logins += 1
-            if response.status_code in (401, 403):  # a setting to fix: trying again cannot help
-                raise ConfigurationError(
-                    f"ODK Central refused the login of {self._username!r} (HTTP {response.status_code}): "
-                    "fix sources.odk_central.username and password"
-                )
-            if response.status_code != 200:
-                raise CentralError(
-                    f"ODK Central login as {self._username!r} failed: HTTP {response.status_code} "
-                    f"{_problem(response)}; check sources.odk_central credentials"
-                )
-            body = _json(response, "POST /v1/sessions")
-            self._token = body["token"]
-            register_secret(self._token)
-            # Central's clock may differ from ours: keep the lifetime it granted, counted from now.
-            created = _parse_time(body.get("createdAt"))
-            expires = _parse_time(body.get("expiresAt"))
-            self._lifetime = (expires - created) if created and expires else timedelta(hours=24)
-            self._expires_at = datetime.now(UTC) + self._lifetime
+        if response.status_code != 200:
+            raise CentralError(
+                f"ODK Central login as {self._username!r} failed: HTTP {response.status_code} "
+                f"{_problem(response)}; check sources.odk_central credentials"
+            )
+        body = _json(response, "POST /v1/sessions")
+        self._token = body["token"]
+        register_secret(self._token)
+        # Central's clock may differ from ours: keep the lifetime it granted, counted from now.
+        created = _parse_time(body.get("createdAt"))
+        expires = _parse_time(body.get("expiresAt"))
+        self._lifetime = (expires - created) if created and expires else timedelta(hours=24)
+        self._expires_at = datetime.now(UTC) + self._lifetime
 
     def _ensure_token(self) -> str:
-        if (
-            self._token is None
-            or self._expires_at is None
-            or datetime.now(UTC) >= self._expires_at - min(RENEW_BEFORE, self._lifetime / 10)
-        ):
-            self.login()
-        assert self._token is not None
-        return self._token
+        """A valid token: one thread logs in while the others wait for its token (after a 401 seen by
+        many concurrent requests, one login, not one each)."""
+        with self._login_lock:
+            if (
+                self._token is None
+                or self._expires_at is None
+                or datetime.now(UTC) >= self._expires_at - min(RENEW_BEFORE, self._lifetime / 10)
+            ):
+                self._login()
+            assert self._token is not None
+            return self._token
+
+    def expect_users(self, count: int) -> None:
+        """``count`` resources share this session; the last to ``release`` it logs out."""
+        with self._login_lock:
+            self._users = count
+
+    def release(self) -> None:
+        with self._login_lock:
+            self._users -= 1
+            last = self._users <= 0
+        if last:
+            self.close()
 
     def request(
         self,
