@@ -124,3 +124,28 @@ def _changed_data(warehouse: Warehouse, source: str, seen: dict[str, str | None]
         if any(meta["loaded"] or meta.get("deleted") for meta in counts):
             return True
     return False
+
+
+def declared_source_tables(sources: list[str]) -> dict[str, tuple[str, list[str]]]:
+    """dbt source -> (its schema, its tables), as the sources' YAML declares them."""
+    import yaml
+
+    declared: dict[str, tuple[str, list[str]]] = {}
+    for path in sorted((ROOT / "models").rglob("_*__sources.yml")):
+        for source in (yaml.safe_load(path.read_text()) or {}).get("sources", []):
+            if source["name"] in sources:
+                tables = [table.get("identifier", table["name"]) for table in source.get("tables", [])]
+                declared[source["name"]] = (source.get("schema", source["name"]), tables)
+    return declared
+
+
+def missing_source_tables(warehouse: Warehouse, sources: list[str]) -> list[str]:
+    """The declared source tables (``source.table``) that no load has created yet: a source with some
+    of its tables (sales without a users file, registration without polling stations, no rejection
+    yet) builds the models of the tables it has, and skips the others' (``source:sales.users+``)."""
+    missing = []
+    for source, (schema, tables) in declared_source_tables(sources).items():
+        sql = f"select table_name from information_schema.tables where table_schema = {warehouse.paramstyle}"
+        present = {name for (name,) in warehouse.query(sql, (schema,))}
+        missing += [f"{source}.{table}" for table in tables if table not in present]
+    return missing

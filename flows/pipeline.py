@@ -39,6 +39,7 @@ class StepOutcome:
     error: str | None = None
     duration_seconds: float = 0.0
     configuration: bool = False  # the error is a setting to fix (not retried; exit status 2)
+    not_loaded: list[str] = field(default_factory=list)  # dbt source tables no load has created yet
 
 
 @dataclass
@@ -214,7 +215,7 @@ def dbt_build(
 ) -> tuple[StepOutcome, list[str]]:
     """``dbt build`` of the sources whose raw data changed since their last build (and their seeds),
     in-process; returns the outcome and the sources built."""
-    from flows.build_plan import plan
+    from flows.build_plan import missing_source_tables, plan
     from flows.dbt_runner import invoke
 
     build = plan(warehouse, available_dbt_sources(warehouse), full_refresh)
@@ -222,24 +223,34 @@ def dbt_build(
         return StepOutcome(name="dbt_build", status="skipped", detail=build.reason), []
     # a source's seeds with the models built from them (e.g. dim_psgc_areas, from the PSGC alone)
     seeds = [f"path:seeds/{name}+" for name in build.seeds() if (ROOT / "seeds" / name).is_dir()]
+    not_loaded = missing_source_tables(warehouse, build.sources)
     run = audit.SyncRun(sync_type="dbt_build", flow_run_id=flow_run_id)
     with audit.attempt(warehouse, run):
         result = invoke(
             warehouse,
             "build",
             [*(f"source:{name}+" for name in build.sources), *seeds],
+            # the models and tests of a table no load has created yet are skipped, not failed
+            exclude=[f"source:{table}+" for table in not_loaded] or None,
             full_refresh=full_refresh,
         )
         run.records_processed = result.passed
-        run.metadata = {"nodes": result.nodes, "failures": result.failures[:20], **build.metadata()}
+        run.metadata = {
+            "nodes": result.nodes,
+            "failures": result.failures[:20],
+            "not_loaded": not_loaded,
+            **build.metadata(),
+        }
         if not result.success:
             run.fail(f"dbt build failed: {result.message()}")
     if run.status == "success":
+        waiting = f"; no data yet in {', '.join(not_loaded)}: their models skipped" if not_loaded else ""
         outcome = StepOutcome(
             name="dbt_build",
             status="success",
-            detail=f"{run.records_processed} nodes built or passed ({build.reason})",
+            detail=f"{run.records_processed} nodes built or passed ({build.reason}){waiting}",
             duration_seconds=run.duration_seconds,
+            not_loaded=not_loaded,
         )
         return outcome, build.sources
     outcome = StepOutcome(
@@ -249,14 +260,19 @@ def dbt_build(
 
 
 def check_expectations(
-    warehouse: Warehouse, sources: list[str], flow_run_id: str | None = None
+    warehouse: Warehouse,
+    sources: list[str],
+    flow_run_id: str | None = None,
+    not_loaded: list[str] | None = None,
 ) -> StepOutcome:
-    """The Great Expectations suites for the marts of ``sources``; a failed expectation fails the run."""
+    """The Great Expectations suites for the marts of ``sources``; a failed expectation fails the run.
+    A mart not built because a table of its source has no data yet (``not_loaded``) is not checked."""
     from flows.expectations import run_expectations
 
     run = audit.SyncRun(sync_type="expectations", flow_run_id=flow_run_id)
+    waiting = {table.split(".", 1)[0] for table in not_loaded or []}
     with audit.attempt(warehouse, run):
-        result = run_expectations(warehouse, sources=sources)
+        result = run_expectations(warehouse, sources=sources, waiting=waiting)
         run.records_processed = result.evaluated
         run.records_rejected = len(result.failures)
         run.metadata = {"suites": result.suites_run, "failures": [f.__dict__ for f in result.failures]}
@@ -278,7 +294,11 @@ def check_expectations(
 
 
 def rollups(
-    warehouse: Warehouse, built: list[str], coverage_since: Any = None, flow_run_id: str | None = None
+    warehouse: Warehouse,
+    built: list[str],
+    coverage_since: Any = None,
+    flow_run_id: str | None = None,
+    not_loaded: list[str] | None = None,
 ) -> StepOutcome | None:
     """Audit each rollup rebuilt as a sync type; report reconciliation mismatches and demographic
     exceptions."""
@@ -287,7 +307,8 @@ def rollups(
     sources = [name for name in built if name in ROLLUPS]
     if not sources:
         return None
-    rows, findings, notes = record_rollups(warehouse, sources, flow_run_id, coverage_since)
+    waiting = {table.split(".", 1)[0] for table in not_loaded or []}
+    rows, findings, notes = record_rollups(warehouse, sources, flow_run_id, coverage_since, waiting)
     return StepOutcome(
         name="rollups",
         status="warning" if findings else "success",
@@ -396,9 +417,19 @@ def _steps(
         reason = "dbt build failed" if outcome.status == "error" else "no model was rebuilt"
         summary.steps.append(StepOutcome(name="expectations", status="skipped", detail=reason))
         return
-    rolled = _call(runner, "rollups", rollups, (warehouse, built_sources, coverage_since, flow_run_id))
+    rolled = _call(
+        runner,
+        "rollups",
+        rollups,
+        (warehouse, built_sources, coverage_since, flow_run_id, outcome.not_loaded),
+    )
     if rolled is not None:
         summary.steps.append(rolled)
     summary.steps.append(
-        _call(runner, "expectations", check_expectations, (warehouse, built_sources, flow_run_id))
+        _call(
+            runner,
+            "expectations",
+            check_expectations,
+            (warehouse, built_sources, flow_run_id, outcome.not_loaded),
+        )
     )

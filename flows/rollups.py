@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,7 @@ class Finding:
     what: str
     sql: str
     where: str  # where a user reads the rows
+    relation: str  # what the count reads
 
 
 ROLLUPS: dict[str, tuple[Rollup, ...]] = {
@@ -42,10 +44,12 @@ FINDINGS: dict[str, tuple[Finding, ...]] = {
             "areas do not reconcile",
             "select count(*) from audit.rpt_registration_reconciliation where status <> 'match'",
             "elt reconcile registration",
+            "audit.rpt_registration_reconciliation",
         ),
         Finding(
             "areas without registered voters left out of the demographics",
             "select count(*) from audit.rpt_demographics_exceptions",
+            "audit.rpt_demographics_exceptions",
             "audit.rpt_demographics_exceptions",
         ),
     ),
@@ -83,16 +87,37 @@ def coverage_changes(warehouse: Warehouse, since: Any) -> str | None:
     return "coverage rows created/updated/removed: " + ", ".join(parts)
 
 
+def _exists(warehouse: Warehouse, relation: str) -> bool:
+    schema, name = relation.split(".", 1)
+    rows = warehouse.query(
+        "select count(*) from information_schema.tables where table_schema = "
+        f"{warehouse.paramstyle} and table_name = {warehouse.paramstyle}",
+        (schema, name),
+    )
+    return bool(rows[0][0])
+
+
 def record_rollups(
-    warehouse: Warehouse, sources: list[str], flow_run_id: str | None = None, coverage_since: Any = None
+    warehouse: Warehouse,
+    sources: list[str],
+    flow_run_id: str | None = None,
+    coverage_since: Any = None,
+    waiting: Collection[str] = (),
 ) -> tuple[int, list[str], list[str]]:
     """Audit one row per rollup of the ``sources`` (records = its rows); return the rollups' rows, the
     findings as sentences (``3 areas do not reconcile (elt reconcile registration)``) and notes (the
-    coverage changes of this run)."""
+    coverage changes of this run). A source ``waiting`` for a table no load has created yet has
+    rollups dbt did not build: those are noted, not audited."""
     rows = 0
     findings: list[str] = []
     notes: list[str] = []
     for source in sources:
+        if source in waiting:
+            unbuilt = [r.relation for r in ROLLUPS.get(source, ()) if not _exists(warehouse, r.relation)]
+            unbuilt += [f.where for f in FINDINGS.get(source, ()) if not _exists(warehouse, f.relation)]
+            if unbuilt:
+                notes.append(f"not built until {source} has all its tables: {', '.join(unbuilt)}")
+                continue
         for rollup in ROLLUPS.get(source, ()):
             run = audit.SyncRun(sync_type=rollup.sync_type, flow_run_id=flow_run_id)
             try:
