@@ -369,3 +369,74 @@ def test_eight_requests_that_meet_a_revoked_session_lead_to_one_login() -> None:
 
     assert all(page == pages[0] for page in pages)
     assert len(logins) == 2  # the first, and one after the revocation
+
+
+@pytest.mark.parametrize("target", ["duckdb"])
+def test_submissions_that_arrive_while_a_run_pages_are_loaded_by_the_next_run(
+    warehouse: Warehouse, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Central pages newest first: two submissions that arrive after a run read its first page are not
+    on its pages, and an older submission edited 370 s after the first arrival is. The next run must
+    still read the arrivals (the cursor is when the run began reading, by Central's clock, not the
+    newest timestamp it saw)."""
+    import random
+
+    from loaders.odk_central.helpers import CentralSession
+
+    rng = random.Random(7)
+    with central(start_time=samples.DEMO_CLOCK) as server:
+        samples.populate(server, n=30, edit_share=0, delete_share=0, review_share=0)
+        load_odk(server, warehouse, tmp_path / "files", page_size=5)
+        server.advance(3600)
+        ids = server.submission_ids("rental_survey")  # newest first
+        for sid in ids[:12]:  # twelve recent edits: the next run reads three pages of five
+            server.edit_submission("rental_survey", sid, samples.rental_record(rng, 1)[0])
+        oldest = ids[-1]
+        arrivals: list[str] = []
+        real_get_json = CentralSession.get_json
+
+        def arrivals_after_the_first_page(self, url, params=None):
+            page = real_get_json(self, url, params)
+            if url.endswith("/Submissions") and params and not arrivals:
+                arrivals.append(server.add_submission("rental_survey", samples.rental_record(rng, 2)[0]))
+                server.advance(37)
+                arrivals.append(server.add_submission("rental_survey", samples.rental_record(rng, 3)[0]))
+                server.advance(333)
+                server.edit_submission("rental_survey", oldest, samples.rental_record(rng, 4)[0])
+            return page
+
+        monkeypatch.setattr(CentralSession, "get_json", arrivals_after_the_first_page)
+        during = load_odk(server, warehouse, tmp_path / "files", page_size=5)
+        monkeypatch.undo()
+        server.advance(60)
+        after = load_odk(server, warehouse, tmp_path / "files", page_size=5)
+
+    loaded = {sid for (sid,) in warehouse.query("select submission_id from raw_odk_central.submissions")}
+    assert len(arrivals) == 2 and during.read >= 12
+    assert set(arrivals) <= loaded  # neither arrival lost
+    assert after.read >= 2
+
+
+@pytest.mark.parametrize("target", ["duckdb"])
+def test_nested_repeats_of_an_unchanged_submission_in_the_overlap_are_not_rejected(
+    warehouse: Warehouse, tmp_path: Path
+) -> None:
+    from datetime import timedelta
+
+    forms = [{"xml_form_id": "household_visits"}]
+    with central(start_time=samples.DEMO_CLOCK) as server:
+        # two minutes before the first run: inside the overlap the next run reads again
+        samples.populate_nested(server, n=1, start=samples.DEMO_CLOCK - timedelta(seconds=120))
+        first = load_odk(server, warehouse, tmp_path / "files", forms=forms)
+        server.advance(30)
+        second = load_odk(server, warehouse, tmp_path / "files", forms=forms)
+
+    assert first.rejected == 0 and first.read > 0
+    assert second.rejected == 0
+    tables = {
+        name
+        for (name,) in warehouse.query(
+            "select table_name from information_schema.tables where table_schema = 'raw_odk_central'"
+        )
+    }
+    assert "rejected_rows" not in tables

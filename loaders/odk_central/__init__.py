@@ -191,9 +191,15 @@ def _form_resource(session: CentralSession, settings: _Settings, config: FormCon
             params["$filter"] = f"__system/submissionDate gt {moment} or __system/updatedAt gt {moment}"
         # Rows inside the overlap were read last time: skip those whose timestamp has not moved.
         recent: dict[str, str] = state.get("recent", {})
-        newest = cursor
         seen_at: dict[str, datetime] = {}
+        # The next cursor is when this read began by Central's clock (its first answer's Date), not
+        # the newest timestamp seen: a submission created or edited while the pages are read has a
+        # later timestamp than that, so the next run reads it, however Central orders its pages.
+        newest = None
+        asked_at = datetime.now(UTC)
         for page in session.paginate(f"{odata}/Submissions", params):
+            if newest is None:
+                newest = session.server_time or asked_at
             stats.pages += 1
             rows = []
             for record in page:
@@ -204,7 +210,6 @@ def _form_resource(session: CentralSession, settings: _Settings, config: FormCon
                     continue
                 if moment:
                     seen_at[sid] = moment
-                    newest = moment if newest is None or moment > newest else newest
                 rows.append(row)
                 run.changed[sid] = record.get("__system") or {}
                 run.file_fields[sid] = _binary_fields(record, config.attachments)
@@ -221,11 +226,14 @@ def _form_resource(session: CentralSession, settings: _Settings, config: FormCon
             else "__system/deletedAt ne null"
         )
         recent_deleted: dict[str, str] = state.get("recent_deleted", {})
-        newest_deleted = deleted_cursor
+        newest_deleted = None
         deleted_at: dict[str, datetime] = {}
+        asked_at = datetime.now(UTC)
         for page in session.paginate(
             f"{odata}/Submissions", {"$top": settings.page_size, "$filter": deleted_filter}
         ):
+            if newest_deleted is None:
+                newest_deleted = session.server_time or asked_at  # as for the cursor above
             rows = []
             for record in page:
                 row = _submission_row(form_id, record, loaded_at)
@@ -234,9 +242,6 @@ def _form_resource(session: CentralSession, settings: _Settings, config: FormCon
                 if moment is None or recent_deleted.get(sid) == moment.isoformat():
                     continue
                 deleted_at[sid] = moment
-                newest_deleted = (
-                    moment if newest_deleted is None or moment > newest_deleted else newest_deleted
-                )
                 rows.append(row)
             stats.read += len(rows)
             stats.loaded += len(rows)
@@ -366,6 +371,8 @@ def _repeat_rows(
             link = next((key for key in record if key.startswith("__") and key.endswith("-id")), None)
             parent_id = record.get(link) if link else None
             root = parent_id if link == "__Submissions-id" else root_of.get(parent_id or "")
+            if root is not None:
+                root_of[record["__id"]] = root  # (its own children, in nested repeats, follow it)
             if window and root is not None and root not in run.changed:
                 continue  # a submission inside the overlap that has not changed since last time
             if root is None:
@@ -380,7 +387,6 @@ def _repeat_rows(
                     )
                 )
                 continue
-            root_of[record["__id"]] = root
             rows.append(
                 {
                     "form_id": form_id,

@@ -44,6 +44,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
@@ -2361,6 +2362,10 @@ def _handler_for(central: FakeCentral) -> type[BaseHTTPRequestHandler]:
 
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet server
             return
+
+        def date_time_string(self, timestamp: float | None = None) -> str:
+            """The ``Date`` header by the server's own clock, as Central's is (frozen, advanced)."""
+            return formatdate(central.now().timestamp() if timestamp is None else timestamp, usegmt=True)
 
         def _handle(self, method: str) -> None:
             length = int(self.headers.get("Content-Length") or 0)

@@ -13,6 +13,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -103,6 +104,7 @@ class CentralSession:
         self._lifetime = timedelta(hours=24)
         self._login_lock = threading.Lock()
         self._users = 1
+        self.server_time: datetime | None = None  # Central's clock at its last answer
 
     @property
     def _session(self) -> Any:
@@ -186,6 +188,7 @@ class CentralSession:
                 params=params,
                 headers={**(headers or {}), "Authorization": f"Bearer {token}"},
             )
+            self._note_server_time(response)
             if response.status_code == 401 and attempt == 0:
                 with self._login_lock:
                     if self._token == token:  # no other thread logged in meanwhile
@@ -197,6 +200,18 @@ class CentralSession:
                 )
             return response
         raise CentralError(f"ODK Central {method} {_path(url)}: still 401 after logging in again")
+
+    def _note_server_time(self, response: Response) -> None:
+        """Central's clock, from the ``Date`` header of its last answer (second precision, rounded
+        down: an earlier moment is the safe side for a cursor)."""
+        header = response.headers.get("Date")
+        if not header:
+            return
+        try:
+            moment = parsedate_to_datetime(header)
+        except (TypeError, ValueError):
+            return
+        self.server_time = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
     def get_json(self, url: str, params: dict[str, Any] | None = None) -> Any:
         response = self.request("GET", url, params=params)
