@@ -137,7 +137,7 @@ def test_no_password_reaches_the_warehouse_whatever_the_file(
     reasons = dict(rejected)
     assert "3 fields where the header has 4" in reasons["a_mixed.csv:3"]
     assert "5 fields where the header has 4" in reasons["a_mixed.csv:4"]
-    assert "role 'janitor' is not one of" in reasons["a_mixed.csv:5"]
+    assert reasons["a_mixed.csv:5"].startswith("role is not one of")
     assert "the header names email twice" in reasons["d_dup_header.csv"]
     assert "the file is empty" in reasons["e_empty.csv"]
     step = next(step for step in summary.steps if step.name == "sales_users")

@@ -447,9 +447,9 @@ def sales_users(
 
     Usernames and emails are trimmed and lower-cased and must be unique (also against users already
     in the warehouse, given as ``existing``: email -> username); roles must be in ``roles``. The
-    password is never stored as given: it is hashed with Argon2id; a rejected row shows it as ***, and
-    a row whose fields do not line up with the header (a missing field shifts the password into
-    another column, an unquoted comma splits it) is rejected without any of its values. Headers are
+    password is never stored as given: it is hashed with Argon2id. A rejected row keeps none of its
+    values (each shows as ***) and its reason quotes none: a missing field shifts the password into
+    another column, an unquoted comma splits it. Headers are
     matched without case and spacing (``Initial_Password``).
     """
     folder = Path(users_path)
@@ -504,7 +504,7 @@ class _UserChecks:
 
     allowed: set[str]
     emails: dict[str, str]
-    usernames: set[str] = field(default_factory=set)
+    usernames: dict[str, str] = field(default_factory=dict)  # username -> file:line that had it
 
 
 def _users_from_file(
@@ -566,12 +566,12 @@ def _users_from_file(
             password = record.get("initial_password", "")
             problem = _user_problem(username, email, role, known.allowed, known.emails, known.usernames)
             if problem:
-                shown = dict(zip(header or (), values, strict=True))
-                if "initial_password" in position and values[position["initial_password"]]:
-                    shown[header[position["initial_password"]]] = "***"  # noqa: S105 - the mask
-                reject(line, shown, problem)
+                # no value is kept: a field missing earlier in the row (made up for by an empty one at
+                # its end) can put the password in any column; the file and line say where to look
+                masked = {name: "***" if value else "" for name, value in zip(header, values, strict=True)}
+                reject(line, masked, problem)
                 continue
-            known.usernames.add(username)
+            known.usernames[username] = f"{file_id}:{line}"
             known.emails[email] = username
             good.append(
                 {
@@ -627,8 +627,10 @@ def _user_problem(
     role: str,
     allowed: set[str],
     emails: dict[str, str],
-    seen_usernames: set[str],
+    seen_usernames: dict[str, str],
 ) -> str | None:
+    """What is wrong with a user row, without quoting any of its values: after a missing field any
+    column may hold the password, so a reason names columns and lines, never contents."""
     problems = []
     if not username:
         problems.append("missing username")
@@ -639,9 +641,9 @@ def _user_problem(
     elif not _EMAIL.match(email):
         problems.append("email is not an address")
     if role not in allowed:
-        problems.append(f"role {role!r} is not one of {', '.join(sorted(allowed))}")
+        problems.append(f"role is not one of {', '.join(sorted(allowed))}")
     if not problems and username in seen_usernames:
-        problems.append(f"duplicate username {username!r} in this import")
+        problems.append(f"duplicate username: {seen_usernames[username]} has it")
     if not problems and emails.get(email, username) != username:
-        problems.append(f"email {email!r} already belongs to user {emails[email]!r}")
+        problems.append("email already belongs to another user")
     return "; ".join(problems) or None
