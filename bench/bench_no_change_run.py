@@ -115,6 +115,7 @@ def measure(target: str, repeats: int, server: Any) -> dict[str, Any]:
         "ELT_DBT_ARTIFACTS": str(folder / "dbt"),
         "SOURCES__SALES_CSV__SETTLE_SECONDS": "0",  # the sample files were just written
         "SOURCES__SALES_USERS__SETTLE_SECONDS": "0",
+        "SOURCES__COMMUNITIES__SETTLE_SECONDS": "0",
     }
     env.pop("PREFECT_API_URL", None)
     if target == "duckdb":

@@ -252,6 +252,7 @@ def demo(
                 # the sample files are complete when written: no need to let them settle
                 "SOURCES__SALES_CSV__SETTLE_SECONDS": "0",
                 "SOURCES__SALES_USERS__SETTLE_SECONDS": "0",
+                "SOURCES__COMMUNITIES__SETTLE_SECONDS": "0",
                 **_sample_paths(samples),
             }
         ),
@@ -295,7 +296,12 @@ def _demo_coverage(warehouse: Warehouse, samples: Path, first_batch: int, wait: 
         "arrives (revised figures, one record deleted) and is loaded without publishing:"
     )
     with (
-        scoped_env({"SOURCES__COMMUNITIES__FILES_PATH": str(samples / "communities")}),
+        scoped_env(
+            {
+                "SOURCES__COMMUNITIES__FILES_PATH": str(samples / "communities"),
+                "SOURCES__COMMUNITIES__SETTLE_SECONDS": "0",  # the batch was just written, whole
+            }
+        ),
         _holding(warehouse, wait),
     ):
         loaded = load_source("communities", warehouse, RunOptions())

@@ -27,6 +27,7 @@ os.environ["ELT_DBT_ARTIFACTS"] = str(_SESSION_DIR / "dbt")
 # settle_seconds ago is left for the next run); tests of that rule set it themselves.
 os.environ["SOURCES__SALES_CSV__SETTLE_SECONDS"] = "0"
 os.environ["SOURCES__SALES_USERS__SETTLE_SECONDS"] = "0"
+os.environ["SOURCES__COMMUNITIES__SETTLE_SECONDS"] = "0"
 
 
 @pytest.fixture(scope="session")

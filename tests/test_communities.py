@@ -310,3 +310,32 @@ def test_unchanged_files_are_skipped_until_the_psgc_changes(
     assert first.files_loaded == files and first.read > 0
     assert (second.read, second.loaded, second.files_skipped) == (0, 0, files)
     assert third.files_loaded == files and third.read == first.read
+
+
+@pytest.mark.parametrize("target", ["duckdb"])
+def test_a_community_file_that_changes_while_read_is_read_again(
+    warehouse: Warehouse, records: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    import loaders.communities as module
+
+    first_file = sorted(records.glob("*.csv"))[0]
+    real_read = module.read_records
+
+    def touched_while_read(stream):
+        yield from real_read(stream)
+        moment = first_file.stat().st_mtime + 5
+        os.utime(first_file, (moment, moment))  # a writer touched it before the read ended
+
+    monkeypatch.setattr(module, "read_records", touched_while_read)
+    changed = LoadStats()
+    run_sync("communities", warehouse, RunOptions(), changed)
+    monkeypatch.setattr(module, "read_records", real_read)
+    again, then = LoadStats(), LoadStats()
+    run_sync("communities", warehouse, RunOptions(), again)
+    run_sync("communities", warehouse, RunOptions(), then)
+
+    assert first_file.name in changed.files_changed and first_file.name not in changed.files_loaded
+    assert first_file.name in again.files_loaded  # read again, now that it held still
+    assert first_file.name in then.files_skipped

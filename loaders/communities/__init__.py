@@ -22,6 +22,7 @@ from typing import Any
 import dlt
 import sqlalchemy as sa
 
+from loaders.common.files import DEFAULT_SETTLE_SECONDS, HashingReader, settling
 from loaders.common.quarantine import LoadStats, quarantined, rejection
 from loaders.common.sqlsource import connect_source
 from loaders.common.values import file_sha256, row_hash
@@ -47,6 +48,24 @@ def record_columns(figures: Sequence[str]) -> dict[str, dict[str, Any]]:
     return columns
 
 
+class _FileRead:
+    """The records of one CSV file, hashed as they are read: after the read, ``digest`` is the SHA-256 of
+    the bytes read and ``changed`` says whether the file changed meanwhile (then it is read again)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.digest: str | None = None
+        self.changed = False
+
+    def __call__(
+        self, since: datetime | None
+    ) -> Iterator[tuple[str, str | None, int | None, dict[str, Any]]]:
+        with HashingReader(self.path) as reader:
+            for line, record in read_records(reader):
+                yield f"{self.path.name}:{line}", str(self.path), line, record
+            self.digest, self.changed = reader.finish()
+
+
 @dlt.source(name="communities", max_table_nesting=0)
 def communities(
     files_path: str | None = dlt.config.value,
@@ -58,6 +77,7 @@ def communities(
     figures: list[str] | None = None,
     stats: LoadStats | None = None,
     full_refresh: bool = False,
+    settle_seconds: float = DEFAULT_SETTLE_SECONDS,
 ) -> Any:
     names = tuple(figures or DEFAULT_FIGURES)
     if credentials:
@@ -97,14 +117,7 @@ def communities(
                 f"community records folder {folder} does not exist: set sources.communities.files_path"
             )
 
-        def file_reader(path: Path) -> Any:
-            def read(since: datetime | None) -> Iterator[tuple[str, str | None, int | None, dict[str, Any]]]:
-                for line, record in read_records(path):
-                    yield f"{path.name}:{line}", str(path), line, record
-
-            return read
-
-        readers = [(path.name, file_reader(path), file_sha256(path)) for path in sorted(folder.glob("*.csv"))]
+        readers = [(path.name, _FileRead(path), path) for path in sorted(folder.glob("*.csv"))]
     stats = stats if stats is not None else LoadStats()
     known = barangay_codes()
     hashed = ("record_id", "barangay_code", *names, "is_deleted", "updated_at")
@@ -132,10 +145,14 @@ def communities(
         same_context = not full_refresh and state.get("files_context") == context
         files_read = dict(state.get("files", {})) if same_context else {}
         loaded_at = datetime.now(UTC)
-        for source_name, read, digest in readers:
-            if digest is not None and files_read.get(source_name) == digest:
-                stats.files_skipped.append(source_name)
-                continue
+        for source_name, read, path in readers:
+            if path is not None:
+                if settling(path, settle_seconds):
+                    stats.files_pending.append(source_name)
+                    continue
+                if source_name in files_read and files_read[source_name] == file_sha256(path):
+                    stats.files_skipped.append(source_name)
+                    continue
             good: list[dict[str, Any]] = []
             bad: list[dict[str, Any]] = []
             for locator, source_file, line, record in read(cursor):
@@ -185,11 +202,15 @@ def communities(
             if bad:
                 stats.rejected += len(bad)
                 yield quarantined(bad)
-            if digest is not None:
-                files_read[source_name] = digest
-                stats.files_loaded.append(source_name)
+            if isinstance(read, _FileRead):  # marked with the digest of the bytes read, unless they moved
+                if read.changed:
+                    files_read.pop(source_name, None)
+                    stats.files_changed.append(source_name)
+                else:
+                    files_read[source_name] = read.digest
+                    stats.files_loaded.append(source_name)
         if not credentials:
-            state["files"] = {name: files_read[name] for name, _, _ in readers}
+            state["files"] = {name: files_read[name] for name, _, _ in readers if name in files_read}
             state["files_context"] = context
         stats.part("communities.records", processed=stats.read, rejected=stats.rejected)
         if latest is not None:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from loaders.common.values import figure, normalise_code
 from loaders.communities.settings import PSGC_CSV
@@ -25,13 +26,17 @@ def barangay_codes(path: Path = PSGC_CSV) -> frozenset[str]:
         )
 
 
-def read_records(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
-    """(line number, record) for each row of a CSV file with a header."""
-    with path.open(newline="", encoding="utf-8-sig") as file:
-        reader = csv.DictReader(file)
+def read_records(stream: BinaryIO) -> Iterator[tuple[int, dict[str, str]]]:
+    """(line number, record) for each row of a CSV file with a header, read from ``stream`` (UTF-8, a
+    byte-order mark skipped); the stream is left open."""
+    text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
+    try:
+        reader = csv.DictReader(text)
         for record in reader:
             if any((value or "").strip() for value in record.values()):
                 yield reader.line_num, record
+    finally:
+        text.detach()
 
 
 def parse_flag(value: Any, column: str) -> bool:
