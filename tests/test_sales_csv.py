@@ -10,7 +10,9 @@ import pytest
 from loaders.common.quarantine import LoadStats
 from loaders.common.warehouse import ConfigurationError, Warehouse
 from loaders.sales import sales_csv
+from loaders.sales.samples import HEADER
 from tests.sales_fixtures import GOOD_ROWS, count, load, load_csv_folder, write_csv
+from tests.sample_sources import LEGACY_TILL
 
 ORDERS = "select count(*) from raw_sales.orders"
 DISTINCT_LINES = "select count(distinct order_id || '|' || product_name) from raw_sales.orders"
@@ -161,24 +163,7 @@ def test_a_legacy_export_loads_through_configuration_alone(warehouse: Warehouse,
     folder.mkdir()
     (folder / "till.csv").write_bytes(("\r\n".join(lines) + "\r\n").encode("cp437"))
 
-    stats = load_csv_folder(
-        folder,
-        warehouse,
-        name="legacy_till",
-        encoding="cp437",
-        delimiter=";",
-        date_format="%d/%m/%Y",
-        columns={
-            "order_id": "Order No",
-            "order_date": "Order Date",
-            "user_id": "Clerk",
-            "product_name": "Article",
-            "quantity": "Qty",
-            "unit_price": "Price",
-            "total_amount": "Amount",
-            "region": "Branch Region",
-        },
-    )
+    stats = load_csv_folder(folder, warehouse, **LEGACY_TILL)
 
     assert (stats.read, stats.loaded, stats.rejected) == (2, 2, 0)
     rows = warehouse.query(
@@ -199,16 +184,7 @@ def test_a_file_without_the_mapped_headers_is_rejected_and_the_others_load(
     write_csv(
         tmp_path / "in" / "b_legacy.csv",
         [("O-7", "2026-01-07", "amina.otieno1", "Widget", "1", "4.50", "4.50", "North")],
-        header=(
-            "order_id",
-            "Order Date",
-            "user_id",
-            "product_name",
-            "quantity",
-            "unit_price",
-            "total_amount",
-            "region",
-        ),
+        header=tuple("Order Date" if name == "date" else name for name in HEADER),
     )
 
     stats = load_csv_folder(tmp_path / "in", warehouse, columns=legacy)

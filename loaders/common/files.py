@@ -12,8 +12,15 @@ import hashlib
 import io
 import os
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from loaders.common.values import file_sha256
+
+if TYPE_CHECKING:
+    from loaders.common.quarantine import LoadStats
 
 # Byte-order marks, longest first, and the encoding each one says the file is in.
 BOMS = (
@@ -118,3 +125,38 @@ def byte_order_mark(reader: HashingReader) -> tuple[str | None, int]:
         if start.startswith(mark):
             return encoding, len(mark)
     return None, 0
+
+
+def files_to_read(
+    files: Iterable[tuple[str, Path]],
+    loaded: dict[str, str],
+    stats: LoadStats,
+    settle_seconds: float = DEFAULT_SETTLE_SECONDS,
+) -> Iterator[tuple[str, HashingReader]]:
+    """(file id, the file open for reading) for each of ``files`` (id, path) a loader must read.
+
+    Left out, and counted in ``stats``: a file modified less than ``settle_seconds`` ago (it may still be
+    being copied in; the next run reads it) and one read before and unchanged (its SHA-256 in
+    ``loaded``, the loader's state). When the loader has had its turn with a file, the file is marked in
+    ``loaded`` with the digest of the bytes read, unless it changed meanwhile (then it stays unmarked
+    and the next run reads it again); one the loader rejected whole (it added to
+    ``stats.files_rejected``) is marked, not counted as loaded."""
+    for file_id, path in files:
+        if settling(path, settle_seconds):
+            stats.files_pending.append(file_id)
+            continue
+        # a file never read before is hashed once, as it is read
+        if file_id in loaded and loaded[file_id] == file_sha256(path):
+            stats.files_skipped.append(file_id)
+            continue
+        rejected_before = len(stats.files_rejected)
+        with HashingReader(path) as reader:
+            yield file_id, reader
+            digest, changed = reader.finish()
+        if changed:
+            loaded.pop(file_id, None)
+            stats.files_changed.append(file_id)
+            continue
+        loaded[file_id] = digest
+        if len(stats.files_rejected) == rejected_before:
+            stats.files_loaded.append(file_id)

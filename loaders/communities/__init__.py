@@ -22,10 +22,10 @@ from typing import Any
 import dlt
 import sqlalchemy as sa
 
-from loaders.common.files import DEFAULT_SETTLE_SECONDS, HashingReader, settling
+from loaders.common.files import DEFAULT_SETTLE_SECONDS, files_to_read
 from loaders.common.quarantine import LoadStats, quarantined, rejection
 from loaders.common.sqlsource import connect_source
-from loaders.common.values import file_sha256, row_hash
+from loaders.common.values import row_hash
 from loaders.common.warehouse import ROOT, ConfigurationError
 from loaders.communities.helpers import barangay_codes, checked_record, read_records
 from loaders.communities.settings import DEFAULT_FIGURES
@@ -48,22 +48,7 @@ def record_columns(figures: Sequence[str]) -> dict[str, dict[str, Any]]:
     return columns
 
 
-class _FileRead:
-    """The records of one CSV file, hashed as they are read: after the read, ``digest`` is the SHA-256 of
-    the bytes read and ``changed`` says whether the file changed meanwhile (then it is read again)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.digest: str | None = None
-        self.changed = False
-
-    def __call__(
-        self, since: datetime | None
-    ) -> Iterator[tuple[str, str | None, int | None, dict[str, Any]]]:
-        with HashingReader(self.path) as reader:
-            for line, record in read_records(reader):
-                yield f"{self.path.name}:{line}", str(self.path), line, record
-            self.digest, self.changed = reader.finish()
+Record = tuple[str, str | None, int | None, dict[str, Any]]  # locator, file, line, the record
 
 
 @dlt.source(name="communities", max_table_nesting=0)
@@ -88,7 +73,7 @@ def communities(
         )
         columns = [key_column, barangay_code_column, *names, "is_deleted", "updated_at"]
 
-        def read(since: datetime | None) -> Iterator[tuple[str, str | None, int | None, dict[str, Any]]]:
+        def read(since: datetime | None) -> Iterator[Record]:
             source = sa.table(table, *(sa.column(name) for name in columns), schema=schema)
             query = sa.select(*source.c)
             if since is not None:
@@ -104,7 +89,7 @@ def communities(
                 ):
                     yield f"{table} row {index + 1}", None, None, dict(row)
 
-        readers = [(table, read, None)]
+        paths: list[Path] = []
     else:
         if not files_path:
             raise ConfigurationError(
@@ -117,7 +102,7 @@ def communities(
                 f"community records folder {folder} does not exist: set sources.communities.files_path"
             )
 
-        readers = [(path.name, _FileRead(path), path) for path in sorted(folder.glob("*.csv"))]
+        paths = sorted(folder.glob("*.csv"))
     stats = stats if stats is not None else LoadStats()
     known = barangay_codes()
     hashed = ("record_id", "barangay_code", *names, "is_deleted", "updated_at")
@@ -145,17 +130,22 @@ def communities(
         same_context = not full_refresh and state.get("files_context") == context
         files_read = dict(state.get("files", {})) if same_context else {}
         loaded_at = datetime.now(UTC)
-        for source_name, read, path in readers:
-            if path is not None:
-                if settling(path, settle_seconds):
-                    stats.files_pending.append(source_name)
-                    continue
-                if source_name in files_read and files_read[source_name] == file_sha256(path):
-                    stats.files_skipped.append(source_name)
-                    continue
+
+        def sources() -> Iterator[tuple[str, Iterator[Record]]]:
+            """(name, its records) of the table, or of each CSV file to read (the others are left out
+            and counted; a file is marked as read once its records are consumed)."""
+            if credentials:
+                yield str(table), read(cursor)
+                return
+            by_name = {path.name: path for path in paths}
+            for name, reader in files_to_read(by_name.items(), files_read, stats, settle_seconds):
+                where = str(by_name[name])
+                yield name, ((f"{name}:{line}", where, line, row) for line, row in read_records(reader))
+
+        for source_name, found in sources():
             good: list[dict[str, Any]] = []
             bad: list[dict[str, Any]] = []
-            for locator, source_file, line, record in read(cursor):
+            for locator, source_file, line, record in found:
                 stats.read += 1
                 try:
                     row = checked_record(
@@ -202,15 +192,8 @@ def communities(
             if bad:
                 stats.rejected += len(bad)
                 yield quarantined(bad)
-            if isinstance(read, _FileRead):  # marked with the digest of the bytes read, unless they moved
-                if read.changed:
-                    files_read.pop(source_name, None)
-                    stats.files_changed.append(source_name)
-                else:
-                    files_read[source_name] = read.digest
-                    stats.files_loaded.append(source_name)
         if not credentials:
-            state["files"] = {name: files_read[name] for name, _, _ in readers if name in files_read}
+            state["files"] = {path.name: files_read[path.name] for path in paths if path.name in files_read}
             state["files_context"] = context
         stats.part("communities.records", processed=stats.read, rejected=stats.rejected)
         if latest is not None:

@@ -23,9 +23,9 @@ from dlt.sources.helpers.rest_client import RESTClient
 from dlt.sources.helpers.rest_client.paginators import PageNumberPaginator
 from requests.adapters import HTTPAdapter
 
-from loaders.common.files import DEFAULT_SETTLE_SECONDS, HashingReader, byte_order_mark, settling
+from loaders.common.files import DEFAULT_SETTLE_SECONDS, HashingReader, byte_order_mark, files_to_read
 from loaders.common.quarantine import quarantined
-from loaders.common.values import file_sha256, row_hash
+from loaders.common.values import row_hash
 from loaders.common.warehouse import ROOT, ConfigurationError, register_secret
 from loaders.sales.helpers import (
     CsvFile,
@@ -97,30 +97,13 @@ def orders_from_files(
         loaded_at = _now()
         with CsvLoadFiles() as load_files:
             for source in sources:
-                for path in source.files():
-                    file_id = f"{source.name}/{path.name}"
-                    if settling(path, settle_seconds):
-                        stats.files_pending.append(file_id)
-                        continue
-                    # (a file never read before is hashed once, as it is read)
-                    if file_id in loaded and loaded[file_id] == file_sha256(path):
-                        stats.files_skipped.append(file_id)
-                        continue
-                    with HashingReader(path) as reader:
-                        items = _orders_from_file(source, reader, file_id, seen_keys, loaded_at, stats)
-                        for item in items:
-                            if csv_load_files and isinstance(item, pa.Table):
-                                yield from load_files.write(item)
-                            else:
-                                yield item
-                        # marked with the digest of the bytes read, unless they changed meanwhile
-                        digest, changed = reader.finish()
-                    if changed:
-                        stats.files_changed.append(file_id)
-                        continue
-                    loaded[file_id] = digest
-                    if not any(name.startswith(f"{file_id}: ") for name in stats.files_rejected):
-                        stats.files_loaded.append(file_id)
+                files = ((f"{source.name}/{path.name}", path) for path in source.files())
+                for file_id, reader in files_to_read(files, loaded, stats, settle_seconds):
+                    for item in _orders_from_file(source, reader, file_id, seen_keys, loaded_at, stats):
+                        if csv_load_files and isinstance(item, pa.Table):
+                            yield from load_files.write(item)
+                        else:
+                            yield item
             yield from load_files.flush()
         stats.cursor = loaded_at.isoformat()
 
@@ -144,7 +127,7 @@ def _orders_from_file(
         )
         columns = opened.resolve(source.columns)
         for batch in opened.batches(malformed=malformed):
-            table = map_columns(batch.table, columns, f"{file_id}")
+            table = map_columns(batch.table, columns)
             result = validate_orders(
                 table,
                 date_format=source.date_format,
@@ -475,23 +458,8 @@ def sales_users(
                 f"users CSV path {folder} does not exist; fix sources.sales_users.users_path"
             )
         files = [folder] if folder.is_file() else sorted(folder.glob("*.csv"))
-        for file in files:
-            file_id = file.name
-            if settling(file, settle_seconds):
-                stats.files_pending.append(file_id)
-                continue
-            if file_id in loaded and loaded[file_id] == file_sha256(file):
-                stats.files_skipped.append(file_id)
-                continue
-            with HashingReader(file) as reader:
-                yield from _users_from_file(reader, file_id, encoding, delimiter, known, loaded_at, stats)
-                digest, changed = reader.finish()
-            if changed:
-                stats.files_changed.append(file_id)
-                continue
-            loaded[file_id] = digest
-            if not any(entry.startswith(f"{file_id}: ") for entry in stats.files_rejected):
-                stats.files_loaded.append(file_id)
+        for file_id, reader in files_to_read(((f.name, f) for f in files), loaded, stats, settle_seconds):
+            yield from _users_from_file(reader, file_id, encoding, delimiter, known, loaded_at, stats)
         stats.cursor = loaded_at.isoformat()
 
     return users

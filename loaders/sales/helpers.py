@@ -294,14 +294,8 @@ def read_csv_batches(
         yield from opened.batches(block_size=block_size, malformed=malformed)
 
 
-def map_columns(table: pa.Table, columns: dict[str, str], where: str) -> pa.Table:
-    """Rename a file's headers to the canonical columns; a missing header is a configuration error."""
-    missing = [header for header in columns.values() if header not in table.column_names]
-    if missing:
-        raise ConfigurationError(
-            f"{where}: header(s) {missing} not found (the file has {table.column_names}); "
-            "fix the column mapping of this file source"
-        )
+def map_columns(table: pa.Table, columns: dict[str, str]) -> pa.Table:
+    """The canonical columns from a block whose headers ``CsvFile.resolve`` matched to them."""
     return pa.table({canonical: table.column(header) for canonical, header in columns.items()})
 
 
