@@ -33,8 +33,9 @@ class Sync:
 
 
 def _sales_csv(stats: LoadStats, options: RunOptions, warehouse: Warehouse) -> Any:
-    from loaders.sales import sales_csv
+    from loaders.sales import add_line_keys, sales_csv
 
+    add_line_keys(warehouse)
     return sales_csv(
         stats=stats,
         full_refresh=options.full_refresh,
@@ -43,8 +44,9 @@ def _sales_csv(stats: LoadStats, options: RunOptions, warehouse: Warehouse) -> A
 
 
 def _sales_api(stats: LoadStats, options: RunOptions, warehouse: Warehouse) -> Any:
-    from loaders.sales import sales_api
+    from loaders.sales import add_line_keys, sales_api
 
+    add_line_keys(warehouse)
     return sales_api(stats=stats, days=options.days, full_refresh=options.full_refresh)
 
 

@@ -26,13 +26,14 @@ from requests.adapters import HTTPAdapter
 from loaders.common.files import DEFAULT_SETTLE_SECONDS, HashingReader, byte_order_mark, files_to_read
 from loaders.common.quarantine import quarantined
 from loaders.common.values import row_hash
-from loaders.common.warehouse import ROOT, ConfigurationError, register_secret
+from loaders.common.warehouse import ROOT, ConfigurationError, Warehouse, register_secret
 from loaders.sales.helpers import (
     CsvFile,
     CsvLoadFiles,
     FileRejected,
     FileSource,
     LoadStats,
+    RecordShape,
     header_key,
     map_columns,
     original_records,
@@ -40,21 +41,36 @@ from loaders.sales.helpers import (
     validate_orders,
 )
 from loaders.sales.settings import (
-    DEFAULT_COLUMN_MAP,
+    DATASET,
     DEFAULT_ROLES,
+    MERGE_KEY,
     ORDER_COLUMNS,
-    ORDER_LINE_KEY,
     USER_COLUMNS,
 )
 
 ORDERS_HINTS: dict[str, Any] = {
     "write_disposition": {"disposition": "merge", "strategy": "delete-insert"},
-    "merge_key": list(ORDER_LINE_KEY),
+    "merge_key": list(MERGE_KEY),
 }
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def add_line_keys(warehouse: Warehouse) -> None:
+    """Give the order lines loaded before sources declared their keys a ``line_key`` (their product
+    name, the standard key's), so that what is loaded now merges with them instead of beside them."""
+    with warehouse.connect() as conn:
+        cur = conn.cursor()
+        cur.execute(
+            "select column_name from information_schema.columns "
+            f"where table_schema = '{DATASET}' and table_name = 'orders'"
+        )
+        names = {name for (name,) in cur.fetchall()}
+        if names and "line_key" not in names:
+            cur.execute(f"alter table {DATASET}.orders add column line_key varchar")
+            cur.execute(f"update {DATASET}.orders set line_key = product_name")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -125,11 +141,12 @@ def _orders_from_file(
         opened = CsvFile.open(
             reader, encoding=source.encoding, delimiter=source.delimiter, quote_char=source.quote_char
         )
-        columns = opened.resolve(source.columns)
+        columns = opened.resolve(source.shape.columns, source.shape.optional)
         for batch in opened.batches(malformed=malformed):
             table = map_columns(batch.table, columns)
             result = validate_orders(
                 table,
+                shape=source.shape,
                 date_format=source.date_format,
                 seen_keys=seen_keys,
                 source_name=source.name,
@@ -234,6 +251,8 @@ def sales_api(
     days: int | None = None,
     date_format: str = "%Y-%m-%d",
     columns: dict[str, str] | None = None,
+    key: list[str] | None = None,
+    optional: list[str] | None = None,
     request_timeout: float = 30.0,
     max_attempts: int = 5,
     backoff_factor: float = 1.0,
@@ -248,7 +267,7 @@ def sales_api(
     """
     register_secret(api_key)
     stats = stats or LoadStats()
-    column_map = dict(DEFAULT_COLUMN_MAP) | dict(columns or {})
+    shape = RecordShape.declared("sources.sales_api", columns, key, optional)
     http = Client(
         request_timeout=request_timeout,
         request_max_attempts=max_attempts,
@@ -293,9 +312,10 @@ def sales_api(
         for page_number, page in enumerate(pages, start=1):
             stats.pages += 1
             records = list(page)
-            table = _records_table(records, column_map)
+            table = _records_table(records, shape.columns)
             result = validate_orders(
                 table,
+                shape=shape,
                 date_format=date_format,
                 seen_keys=seen_keys,
                 source_name="sales_api",
@@ -358,10 +378,10 @@ def _raise_for_status(response: Any, *args: Any, **kwargs: Any) -> None:
 def _changed_lines(good: pa.Table, recent: dict[str, list[str]], stats: LoadStats) -> pa.Table:
     """The lines of ``good`` that are new or differ from the version loaded before (by ``recent``, which
     is updated); the others are counted as unchanged."""
-    rows = good.select(list(ORDER_COLUMNS)).to_pylist()
+    rows = good.select([*ORDER_COLUMNS, "line_key"]).to_pylist()
     keep = []
     for row in rows:
-        key = "\x1f".join(str(row[name]) for name in ORDER_LINE_KEY)
+        key = "\x1f".join(str(row[name]) for name in MERGE_KEY)
         line = [row["order_date"].isoformat(), row_hash(row, ORDER_COLUMNS)]
         keep.append(recent.get(key) != line)
         recent[key] = line

@@ -5,6 +5,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,14 +23,78 @@ from loaders.common.warehouse import ROOT, ConfigurationError
 from loaders.sales.settings import (
     CSV_BLOCK_SIZE,
     DEFAULT_COLUMN_MAP,
+    EXTRA_COLUMNS,
     MONEY,
+    OPTIONAL_COLUMNS,
     ORDER_COLUMNS,
+    ORDER_LINE_KEY,
     ORDERS_SCHEMA,
     TOTAL_TOLERANCE,
 )
 
 _INTEGER = r"^\s*[+-]?\d{1,18}\s*$"
 _DECIMAL = r"^\s*[+-]?(\d{1,14}(\.\d{0,4})?|\.\d{1,4})\s*$"
+_MAX_MONEY = 10**14 - 1  # the largest whole part a MONEY value holds
+
+
+@dataclass(frozen=True)
+class RecordShape:
+    """What one source's order lines look like, as configuration declares it: which of its headers (or
+    API fields) holds each column, which columns identify a line within the run, and which may be
+    missing (and what stands in for them, ``OPTIONAL_COLUMNS``)."""
+
+    columns: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_COLUMN_MAP))
+    key: tuple[str, ...] = ORDER_LINE_KEY
+    optional: frozenset[str] = frozenset()
+
+    @classmethod
+    def declared(
+        cls, where: str, columns: dict[str, str] | None, key: Any = None, optional: Any = None
+    ) -> RecordShape:
+        """The shape from a source's ``columns``, ``key`` and ``optional`` settings (``where`` names the
+        source in errors); raise ``ConfigurationError`` for one that cannot work."""
+        allowed = ORDER_COLUMNS + EXTRA_COLUMNS
+        mapped = dict(DEFAULT_COLUMN_MAP) | dict(columns or {})
+        key = tuple(key) if key else ORDER_LINE_KEY
+        optional = frozenset(optional or ())
+        unknown = sorted((set(mapped) | set(key) | optional) - set(allowed))
+        if unknown:
+            raise ConfigurationError(
+                f"{where} names unknown columns {unknown}; the columns are {', '.join(allowed)}"
+            )
+        if key[0] != "order_id" or len(set(key)) != len(key):
+            raise ConfigurationError(
+                f"{where}: key {list(key)} must start with order_id and name each column once "
+                '(for example key = ["order_id", "line_number"])'
+            )
+        if not optional <= set(OPTIONAL_COLUMNS) or optional & set(key):
+            rules = ", ".join(f"{name} (then {rule})" for name, rule in OPTIONAL_COLUMNS.items())
+            raise ConfigurationError(
+                f"{where}: optional {sorted(optional)} is not allowed; a column may be optional if it is "
+                f"not in the key and is one of: {rules}"
+            )
+        for name in key:  # a key column beyond the standard ones is read from a header of its name
+            mapped.setdefault(name, name)
+        return cls(columns=mapped, key=key, optional=optional)
+
+    @property
+    def line_columns(self) -> tuple[str, ...]:
+        """The key's columns after order_id: together, a line's identity within its order."""
+        return self.key[1:]
+
+    def line_keys(self, trimmed: dict[str, Any], rows: pa.Array | None = None) -> pa.Array:
+        """The ``line_key`` of every row (or of the rows at ``rows``): the line's key columns, the one
+        value as it is, several as a JSON list; "" when the key is order_id alone."""
+        values = [
+            trimmed[name] if rows is None else pc.take(trimmed[name], rows) for name in self.line_columns
+        ]
+        if len(values) == 1:
+            return values[0]
+        length = len(trimmed["order_id"]) if rows is None else len(rows)
+        if not values:
+            return pa.repeat(pa.scalar("", pa.string()), length)
+        lists = zip(*(v.to_pylist() for v in values), strict=True)
+        return pa.array([json.dumps(list(parts), ensure_ascii=False) for parts in lists], pa.string())
 
 
 @dataclass(frozen=True)
@@ -43,7 +108,7 @@ class FileSource:
     delimiter: str = ","
     quote_char: str = '"'
     date_format: str = "%Y-%m-%d"
-    columns: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_COLUMN_MAP))
+    shape: RecordShape = field(default_factory=RecordShape)
 
     @classmethod
     def from_config(cls, raw: dict[str, Any]) -> FileSource:
@@ -55,13 +120,9 @@ class FileSource:
                 f"a sales_csv file source needs {exc.args[0]!r} "
                 "(see [[sources.sales_csv.file_sources]] in .dlt/config.toml)"
             ) from None
-        columns = dict(DEFAULT_COLUMN_MAP) | dict(raw.get("columns", {}))
-        unknown = set(columns) - set(ORDER_COLUMNS)
-        if unknown:
-            raise ConfigurationError(
-                f"file source {name!r} maps unknown columns {sorted(unknown)}; "
-                f"the columns are {', '.join(ORDER_COLUMNS)}"
-            )
+        shape = RecordShape.declared(
+            f"file source {name!r}", raw.get("columns"), raw.get("key"), raw.get("optional")
+        )
         return cls(
             name=name,
             path=path if path.is_absolute() else ROOT / path,
@@ -70,7 +131,7 @@ class FileSource:
             delimiter=str(raw.get("delimiter", ",")),
             quote_char=str(raw.get("quote_char", '"')),
             date_format=str(raw.get("date_format", "%Y-%m-%d")),
-            columns=columns,
+            shape=shape,
         )
 
     def files(self) -> list[Path]:
@@ -163,11 +224,11 @@ class CsvFile:
             )
         return cls(reader, encoding, header, first_line[:1000], delimiter, quote_char)
 
-    def resolve(self, columns: dict[str, str]) -> dict[str, str]:
+    def resolve(self, columns: dict[str, str], optional: frozenset[str] = frozenset()) -> dict[str, str]:
         """``columns`` (canonical -> configured header) with each header as this file spells it: the
-        same name, else the one header equal to it but for case, spaces, underscores and hyphens.
-        Raise ``FileRejected`` for a header that is missing (naming a delimiter the header line seems
-        to use instead) or matched twice."""
+        same name, else the one header equal to it but for case, spaces, underscores and hyphens; an
+        ``optional`` column the file does not have is left out. Raise ``FileRejected`` for a header
+        that is missing (naming a delimiter the header line seems to use instead) or matched twice."""
         resolved: dict[str, str] = {}
         missing: list[str] = []
         for canonical, wanted in columns.items():
@@ -183,7 +244,7 @@ class CsvFile:
                 )
             if alike:
                 resolved[canonical] = alike[0]
-            else:
+            elif canonical not in optional:
                 missing.append(wanted)
         if missing:
             hint = ""
@@ -323,35 +384,54 @@ def validate_orders(
     source_file: str | None,
     lines: pa.Array | None,
     loaded_at: datetime,
+    shape: RecordShape | None = None,
 ) -> ValidatedBatch:
     """Check a batch of canonical string columns; return typed good rows and the rejects' reasons.
 
     The checks run vectorised in Arrow; reasons are spelled out only for the (few) bad rows.
     ``seen_keys`` holds the order-line keys read earlier in this run: a repeat is rejected,
-    so one run never carries two versions of a line.
+    so one run never carries two versions of a line. ``shape`` says which columns are the key and
+    which may be missing; a column the batch lacks is missing on every row.
     """
+    shape = shape or RecordShape()
     n = table.num_rows
-    trimmed = {name: pc.utf8_trim_whitespace(table.column(name)) for name in ORDER_COLUMNS}
-    blank = {name: _is_blank(table.column(name)) for name in ORDER_COLUMNS}
+    for name in (*ORDER_COLUMNS, *shape.line_columns):
+        if name not in table.column_names:
+            table = table.append_column(name, pa.nulls(n, pa.string()))
+    checked = tuple(dict.fromkeys((*ORDER_COLUMNS, *shape.key)))
+    required = tuple(name for name in checked if name not in shape.optional)
+    trimmed = {name: pc.utf8_trim_whitespace(table.column(name)) for name in checked}
+    blank = {name: _is_blank(table.column(name)) for name in required}
+    total_given = pc.invert(_is_blank(table.column("total_amount")))
     int_ok = _matches(table.column("quantity"), _INTEGER)
     price_ok = _matches(table.column("unit_price"), _DECIMAL)
-    total_ok = _matches(table.column("total_amount"), _DECIMAL)
+    total_ok = pc.and_(total_given, _matches(table.column("total_amount"), _DECIMAL))
     dates, date_ok = _parse_dates(trimmed["order_date"], date_format)
 
     quantity = pc.cast(pc.if_else(int_ok, trimmed["quantity"], "0"), pa.int64())
     unit_price = pc.cast(pc.if_else(price_ok, trimmed["unit_price"], "0"), MONEY)
-    total = pc.cast(pc.if_else(total_ok, trimmed["total_amount"], "0"), MONEY)
+    given_total = pc.cast(pc.if_else(total_ok, trimmed["total_amount"], "0"), MONEY)
     expected = pc.multiply(pc.cast(quantity, pa.float64()), pc.cast(unit_price, pa.float64()))
-    total_diff = pc.abs(pc.subtract(pc.cast(total, pa.float64()), expected))
-    total_matches = pc.less_equal(total_diff, TOTAL_TOLERANCE + 1e-9)
+    total_diff = pc.abs(pc.subtract(pc.cast(given_total, pa.float64()), expected))
+    # a given total must match; a missing one (where the shape allows it) is computed, if it fits
+    total_matches = pc.or_(pc.invert(total_given), pc.less_equal(total_diff, TOTAL_TOLERANCE + 1e-9))
+    fits = pc.less_equal(pc.abs(expected), _MAX_MONEY)
+    if "total_amount" in shape.optional:
+        computable = pc.and_(pc.invert(total_given), fits)
+        factor = pc.cast(pc.if_else(computable, quantity, 0), pa.decimal128(19, 0))
+        computed = pc.cast(pc.multiply(factor, unit_price), MONEY)
+        total = pc.if_else(total_given, given_total, computed)
+        total_ok = pc.or_(total_ok, pc.invert(total_given))
+    else:
+        total = given_total
 
-    any_blank = blank["order_id"]
-    for name in ORDER_COLUMNS[1:]:
-        any_blank = pc.or_(any_blank, blank[name])
+    any_blank = None
+    for name in required:
+        any_blank = blank[name] if any_blank is None else pc.or_(any_blank, blank[name])
     ok = pc.and_(pc.invert(any_blank), pc.and_(int_ok, pc.and_(price_ok, total_ok)))
     ok = pc.and_(ok, date_ok)
     ok = pc.and_(ok, pc.and_(pc.greater(quantity, 0), pc.greater(unit_price, 0)))
-    ok = pc.and_(ok, total_matches)
+    ok = pc.and_(ok, pc.and_(total_matches, pc.or_(total_given, fits)))
 
     ok = ok.combine_chunks() if isinstance(ok, pa.ChunkedArray) else ok
     checks = {
@@ -359,6 +439,8 @@ def validate_orders(
         "int_ok": int_ok,
         "price_ok": price_ok,
         "total_ok": total_ok,
+        "total_given": total_given,
+        "fits": fits,
         "date_ok": date_ok,
         "quantity": quantity,
         "unit_price": unit_price,
@@ -371,9 +453,10 @@ def validate_orders(
     }
     # Order-line keys of the rows that passed: a repeat (in this batch or earlier in the run) is
     # rejected. The common case - no repeats - stays in C (set operations), not a Python loop.
+    line_key = shape.line_keys(trimmed)
     passed = pc.indices_nonzero(ok)
     keys = pc.binary_join_element_wise(
-        pc.take(trimmed["order_id"], passed), pc.take(trimmed["product_name"], passed), "\x1f"
+        pc.take(trimmed["order_id"], passed), pc.take(line_key, passed), "\x1f"
     ).to_pylist()
     batch_keys = set(keys)
     if len(batch_keys) == len(keys) and seen_keys.isdisjoint(batch_keys):
@@ -381,10 +464,10 @@ def validate_orders(
     else:
         for i, key in zip(passed.to_pylist(), keys, strict=True):
             if key in seen_keys:
-                order_id, product = key.split("\x1f", 1)
+                values = ", ".join(str(trimmed[name][i].as_py()) for name in shape.key)
                 rejected[i] = (
-                    "duplicate order line: (order_id, product_name) "
-                    f"= ({order_id}, {product}) was already read in this run"
+                    f"duplicate order line: ({', '.join(shape.key)}) = ({values}) "
+                    "was already read in this run"
                 )
             else:
                 seen_keys.add(key)
@@ -398,6 +481,7 @@ def validate_orders(
             pc.cast(dates, pa.date32()),
             trimmed["user_id"],
             trimmed["product_name"],
+            line_key,
             quantity,
             unit_price,
             total,
@@ -471,12 +555,13 @@ def _reason(i: int, **checks: Any) -> str:
         problems.append(f"missing required field(s): {', '.join(missing)}")
     whole = "quantity" not in missing and _value(checks["int_ok"], i)
     priced = "unit_price" not in missing and _value(checks["price_ok"], i)
-    totalled = "total_amount" not in missing and _value(checks["total_ok"], i)
+    given = _value(checks["total_given"], i)
+    totalled = given and _value(checks["total_ok"], i)
     if "quantity" not in missing and not whole:
         problems.append("quantity is not a whole number")
     if "unit_price" not in missing and not priced:
         problems.append("unit_price is not a number (at most 4 decimal places)")
-    if "total_amount" not in missing and not totalled:
+    if given and not totalled:
         problems.append("total_amount is not a number (at most 4 decimal places)")
     if "order_date" not in missing and not _value(checks["date_ok"], i):
         problems.append(f"order_date does not parse with format {checks['date_format']!r}")
@@ -487,6 +572,8 @@ def _reason(i: int, **checks: Any) -> str:
     if whole and priced and totalled and not _value(checks["total_matches"], i):
         diff = _value(checks["total_diff"], i)
         problems.append(f"total_amount differs from quantity x unit_price by {diff:.4f} (more than a cent)")
+    if whole and priced and not _value(checks["total_given"], i) and not _value(checks["fits"], i):
+        problems.append("quantity x unit_price is too large to be a total")
     return "; ".join(problems)
 
 

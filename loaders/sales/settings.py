@@ -26,8 +26,16 @@ DEFAULT_COLUMN_MAP = {
     "total_amount": "total_amount",
     "region": "region",
 }
-# One order line is one product on one order.
+# Columns a file source or the API may map besides those: a line number, for a key of its own.
+EXTRA_COLUMNS = ("line_number",)
+# Columns a file source may declare optional (absent from its files, or blank on a row), and what
+# stands in for a missing value.
+OPTIONAL_COLUMNS = {"total_amount": "quantity x unit_price"}
+# An order line is one product on one order unless a source declares its own key (for example
+# order_id and line_number, when an order can list a product twice). The key's columns after
+# order_id make the stored ``line_key``; raw orders are merged on (order_id, line_key).
 ORDER_LINE_KEY = ("order_id", "product_name")
+MERGE_KEY = ("order_id", "line_key")
 
 MONEY = pa.decimal128(18, 4)
 TOTAL_TOLERANCE = 0.01  # a total may differ from quantity x unit price by at most a cent
@@ -38,6 +46,7 @@ ORDERS_SCHEMA = pa.schema(
         ("order_date", pa.date32()),
         ("user_id", pa.string()),
         pa.field("product_name", pa.string(), nullable=False),
+        pa.field("line_key", pa.string(), nullable=False),
         ("quantity", pa.int64()),
         ("unit_price", MONEY),
         ("total_amount", MONEY),

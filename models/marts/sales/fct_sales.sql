@@ -11,6 +11,7 @@ order_lines as (
         order_date,
         user_id,
         product_name,
+        line_key,
         quantity,
         unit_price,
         total_amount,

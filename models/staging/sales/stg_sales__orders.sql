@@ -6,11 +6,12 @@ source as (
 
 renamed as (
     select
-        {{ dbt.hash(dbt.concat(["order_id", "'|'", "product_name"])) }} as order_line_id,
+        {{ dbt.hash(dbt.concat(["order_id", "'|'", "line_key"])) }} as order_line_id,
         order_id,
         order_date,
         user_id,
         product_name,
+        line_key,
         cast(quantity as integer) as quantity,
         cast(unit_price as {{ dbt.type_numeric() }}) as unit_price,
         cast(total_amount as {{ dbt.type_numeric() }}) as total_amount,
