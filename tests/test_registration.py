@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -261,3 +262,78 @@ def test_a_changed_ward_figure_changes_that_ward_only(warehouse: Warehouse, sour
         "select admin_level, area_code, status, difference from audit.rpt_registration_reconciliation "
         "where county_code = '001' and status <> 'match'"
     ) == [("ward", "0010", "value_mismatch", 40)]
+
+
+SPACED_WARDS = [
+    ("wards", "Ward List"),
+    ("code", "Ward Code"),
+    ("constituency_code", "Constituency Code"),
+    ("name", "Ward Name"),
+    ("registered_voters_2022", "Registered Voters 2022"),
+    ("updated_at", "Last Updated"),
+]
+
+
+def test_a_level_whose_table_and_columns_have_spaces_loads(
+    warehouse: Warehouse, source_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Names from configuration are quoted wherever they reach SQL: a ward table called "Ward List" with
+    "Registered Voters 2022" loads like the plain one, its figure under its snake_case name."""
+    expected = dict(
+        (code, voters)
+        for code, voters in sa.create_engine(source_url)
+        .connect()
+        .execute(sa.text("select code, registered_voters_2022 from wards"))
+        .all()
+    )
+    execute(source_url, 'alter table wards rename to "Ward List"')
+    for old, new in SPACED_WARDS[1:]:
+        execute(source_url, f'alter table "Ward List" rename column {old} to "{new}"')
+    execute(source_url, 'update "Ward List" set "Registered Voters 2022" = -1 where "Ward Code" = 2')
+    monkeypatch.setenv(
+        "SOURCES__REGISTRATION__LEVELS",
+        json.dumps(
+            [
+                {
+                    "name": "wards",
+                    "table": "Ward List",
+                    "code_column": "Ward Code",
+                    "code_width": 4,
+                    "parent_code_column": "Constituency Code",
+                    "parent_code_width": 3,
+                    "name_column": "Ward Name",
+                    "figures": ["Registered Voters 2022"],
+                    "updated_at_column": "Last Updated",
+                },
+            ]
+        ),
+    )
+    stats = LoadStats()
+
+    run_sync("registration", warehouse, RunOptions(), stats)
+    again = LoadStats()
+    run_sync("registration", warehouse, RunOptions(), again)
+
+    loaded = dict(warehouse.query("select code, registered_voters_2022 from raw_registration.wards"))
+    assert loaded == {normalise_code(code, 4): voters for code, voters in expected.items() if code != 2}
+    assert (stats.read, stats.loaded, stats.rejected) == (len(expected), len(expected) - 1, 1)
+    (reason,) = warehouse.query("select reason from raw_registration.rejected_rows")[0]
+    assert reason == "Registered Voters 2022 -1 is not a whole number at least 0"
+    assert again.loaded == 0  # incremental on "Last Updated", and nothing changed
+
+
+@pytest.mark.parametrize(
+    ("entry", "says"),
+    [
+        ({"name": "Ward List"}, "a level's name names its warehouse table"),
+        ({"figures": ["Voters", "voters"]}, "figure(s) ['Voters', 'voters'] would land in the same"),
+        ({"code_column": "code\n; drop table wards"}, "is not a table or column name"),
+    ],
+)
+def test_a_level_that_cannot_work_is_a_setting_to_fix(entry: dict, says: str) -> None:
+    from loaders.common.warehouse import ConfigurationError
+    from loaders.registration.helpers import LevelConfig
+
+    with pytest.raises(ConfigurationError) as caught:
+        LevelConfig.from_config({"name": "wards", "code_width": 4} | entry)
+    assert says in str(caught.value)

@@ -49,7 +49,7 @@ def level_columns(level: LevelConfig) -> dict[str, dict[str, Any]]:
         PARENT_CODE: {"data_type": "text"},
         NAME: {"data_type": "text"},
     }
-    columns.update({name: {"data_type": "bigint"} for name in level.figures})
+    columns.update({name: {"data_type": "bigint"} for name in level.figure_columns.values()})
     columns[SOURCE_UPDATED_AT] = {"data_type": "timestamp"}
     columns[ROW_HASH] = {"data_type": "text"}
     columns["_loaded_at"] = {"data_type": "timestamp"}
@@ -101,7 +101,7 @@ def registration(
             included_columns=list(level.columns),
             incremental=(
                 dlt.sources.incremental(
-                    level.updated_at_column,
+                    level.cursor_path,
                     row_order="asc",
                     # rows without a timestamp are read every run (and loaded only when changed)
                     on_cursor_value_missing="include",
@@ -124,7 +124,7 @@ def registration(
 def _level_rows(level: LevelConfig, stored: Mapping[str, str], stats: LoadStats) -> Any:
     seen: set[str] = set()
     position = 0  # the row's place in the read, for the quarantine's locator
-    hashed = (CODE, PARENT_CODE, NAME, *level.figures)
+    hashed = (CODE, PARENT_CODE, NAME, *level.figure_columns.values())
 
     @dlt.transformer(
         name=level.name,
@@ -189,8 +189,8 @@ def _normalised(level: LevelConfig, record: Mapping[str, Any]) -> dict[str, Any]
         row[PARENT_CODE] = None
     name = record.get(level.name_column) if level.name_column else None
     row[NAME] = str(name).strip() if name is not None else None
-    for column in level.figures:
-        row[column] = figure(record.get(column), column)
+    for column, landed in level.figure_columns.items():
+        row[landed] = figure(record.get(column), column)
     updated = record.get(level.updated_at_column) if level.updated_at_column else None
     if isinstance(updated, datetime) and updated.tzinfo is None:
         updated = updated.replace(tzinfo=UTC)
