@@ -1,7 +1,8 @@
 with
 
-source as (
-    select * from {{ source('odk_central', 'rental_survey__person_details') }}
+stg_odk_central__repeat_rows as (
+    select * from {{ ref('stg_odk_central__repeat_rows') }}
+    where repeat_table = 'rental_survey__person_details'
 ),
 
 renamed as (
@@ -15,9 +16,8 @@ renamed as (
         {{ json_text('data', 'sex') }} as sex,
         {{ json_text('data', 'relationship') }} as relationship,
         {{ json_text('data', 'occupation') }} as occupation,
-        _loaded_at as loaded_at
-    from source
-    where not coalesce(_is_tombstone, false)
+        loaded_at
+    from stg_odk_central__repeat_rows
 )
 
 select * from renamed
