@@ -78,9 +78,13 @@ def _registration(stats: LoadStats, options: RunOptions, warehouse: Warehouse) -
 
 
 def _communities(stats: LoadStats, options: RunOptions, warehouse: Warehouse) -> Any:
-    from loaders.communities import communities
+    from loaders.communities import communities, stored_record_moments
 
-    return communities(stats=stats, full_refresh=options.full_refresh)
+    return communities(
+        stats=stats,
+        full_refresh=options.full_refresh,
+        stored_moments=lambda: stored_record_moments(warehouse),
+    )
 
 
 def _table_exists(cur: Any, schema: str, table: str) -> bool:

@@ -323,8 +323,8 @@ def test_a_community_file_that_changes_while_read_is_read_again(
     first_file = sorted(records.glob("*.csv"))[0]
     real_read = module.read_records
 
-    def touched_while_read(stream):
-        yield from real_read(stream)
+    def touched_while_read(stream, **columns):
+        yield from real_read(stream, **columns)
         moment = first_file.stat().st_mtime + 5
         os.utime(first_file, (moment, moment))  # a writer touched it before the read ended
 

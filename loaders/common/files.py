@@ -11,6 +11,7 @@ import codecs
 import hashlib
 import io
 import os
+import re
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -31,6 +32,22 @@ BOMS = (
     (codecs.BOM_UTF16_BE, "utf-16-be"),
 )
 DEFAULT_SETTLE_SECONDS = 10.0
+
+
+class FileRejected(ValueError):
+    """A file that cannot be read (at all, or past ``line``): quarantined as one file-level rejection
+    with this reason, while the other files go on."""
+
+    def __init__(self, reason: str, *, line: int | None = None, sample: str = "") -> None:
+        super().__init__(reason)
+        self.line = line
+        self.sample = sample  # what of the file shows the problem (its header line), for the quarantine
+
+
+def header_key(name: str) -> str:
+    """A header name without case, spaces, underscores or hyphens: ``Initial_Password``,
+    ``initial password`` and ``INITIALPASSWORD`` are one name, ``E-mail`` is ``email``."""
+    return re.sub(r"[\s_\-]+", "", name.lower())
 
 
 def settling(path: Path, settle_seconds: float) -> bool:

@@ -14,7 +14,7 @@ cannot be read, goes to ``rejected_rows`` with the file, line and reason.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,13 +22,13 @@ from typing import Any
 import dlt
 import sqlalchemy as sa
 
-from loaders.common.files import DEFAULT_SETTLE_SECONDS, files_to_read
+from loaders.common.files import DEFAULT_SETTLE_SECONDS, FileRejected, files_to_read
 from loaders.common.quarantine import LoadStats, quarantined, rejection
 from loaders.common.sqlsource import connect_source
 from loaders.common.values import row_hash
-from loaders.common.warehouse import ROOT, ConfigurationError
+from loaders.common.warehouse import ROOT, ConfigurationError, Warehouse
 from loaders.communities.helpers import barangay_codes, checked_record, read_records
-from loaders.communities.settings import DEFAULT_FIGURES
+from loaders.communities.settings import DATASET, DEFAULT_FIGURES
 
 MERGE = {"disposition": "merge", "strategy": "delete-insert"}
 BATCH = 10_000
@@ -48,7 +48,8 @@ def record_columns(figures: Sequence[str]) -> dict[str, dict[str, Any]]:
     return columns
 
 
-Record = tuple[str, str | None, int | None, dict[str, Any]]  # locator, file, line, the record
+# locator, file, line, the record, why it cannot be read as one (a row of the wrong width)
+Record = tuple[str, str | None, int | None, dict[str, Any], str | None]
 
 
 @dlt.source(name="communities", max_table_nesting=0)
@@ -63,8 +64,13 @@ def communities(
     stats: LoadStats | None = None,
     full_refresh: bool = False,
     settle_seconds: float = DEFAULT_SETTLE_SECONDS,
+    stored_moments: Callable[[], dict[str, datetime]] | None = None,
 ) -> Any:
+    """The community records resource. ``stored_moments`` returns record_id -> ``updated_at`` of the
+    records in the warehouse (``stored_record_moments``); it is called only when a record is behind the
+    cursor, to tell a version the warehouse has from one new to it."""
     names = tuple(figures or DEFAULT_FIGURES)
+    required = (key_column, barangay_code_column, *names, "updated_at")
     if credentials:
         if not table:
             raise ConfigurationError("set sources.communities.table: the table to read the records from")
@@ -73,7 +79,7 @@ def communities(
         )
         columns = [key_column, barangay_code_column, *names, "is_deleted", "updated_at"]
 
-        def read(since: datetime | None) -> Iterator[Record]:
+        def read(since: datetime | None) -> Iterator[tuple[str, dict[str, Any]]]:
             source = sa.table(table, *(sa.column(name) for name in columns), schema=schema)
             query = sa.select(*source.c)
             if since is not None:
@@ -87,7 +93,7 @@ def communities(
                 for index, row in enumerate(
                     conn.execute(query.execution_options(yield_per=BATCH)).mappings()
                 ):
-                    yield f"{table} row {index + 1}", None, None, dict(row)
+                    yield f"{table} row {index + 1}", dict(row)
 
         paths: list[Path] = []
     else:
@@ -135,57 +141,106 @@ def communities(
             """(name, its records) of the table, or of each CSV file to read (the others are left out
             and counted; a file is marked as read once its records are consumed)."""
             if credentials:
-                yield str(table), read(cursor)
+                yield str(table), ((locator, None, None, row, None) for locator, row in read(cursor))
                 return
             by_name = {path.name: path for path in paths}
             for name, reader in files_to_read(by_name.items(), files_read, stats, settle_seconds):
                 where = str(by_name[name])
-                yield name, ((f"{name}:{line}", where, line, row) for line, row in read_records(reader))
+                rows = read_records(reader, required=required, optional=("is_deleted",))
+                yield name, ((f"{name}:{line}", where, line, row, problem) for line, row, problem in rows)
+
+        stored: dict[str, datetime] | None = None  # updated_at of the stored records, read when needed
+        # record_id -> (updated_at, digest) of the latest version read in this run: two versions with
+        # different times are both loaded and the merge keeps the later; two different ones with the
+        # same time cannot be ordered, and the second is quarantined
+        read_now: dict[str, tuple[datetime, str]] = {}
+
+        def newer_than_stored(row: dict[str, Any]) -> bool:
+            nonlocal stored
+            if stored is None:
+                stored = stored_moments() if stored_moments else {}
+            known_at = stored.get(row["record_id"])
+            return known_at is None or row["updated_at"] > known_at
+
+        def rejected(locator: str, source_file: str | None, line: int | None, raw: Any, reason: str) -> dict:
+            return rejection(
+                source_name="communities",
+                locator=locator,
+                raw_record=raw,
+                reason=reason,
+                rejected_at=loaded_at,
+                source_file=source_file,
+                source_line=line,
+            )
 
         for source_name, found in sources():
             good: list[dict[str, Any]] = []
             bad: list[dict[str, Any]] = []
-            for locator, source_file, line, record in found:
-                stats.read += 1
-                try:
-                    row = checked_record(
-                        record,
-                        key_column=key_column,
-                        code_column=barangay_code_column,
-                        figures=names,
-                        known=known,
-                    )
-                except ValueError as exc:
-                    bad.append(
-                        rejection(
-                            source_name="communities",
-                            locator=locator,
-                            raw_record=record,
-                            reason=str(exc),
-                            rejected_at=loaded_at,
-                            source_file=source_file,
-                            source_line=line,
+
+            try:
+                for locator, source_file, line, record, problem in found:
+                    stats.read += 1
+                    if problem:
+                        bad.append(rejected(locator, source_file, line, record, problem))
+                        continue
+                    try:
+                        row = checked_record(
+                            record,
+                            key_column=key_column,
+                            code_column=barangay_code_column,
+                            figures=names,
+                            known=known,
                         )
+                    except ValueError as exc:
+                        bad.append(rejected(locator, source_file, line, record, str(exc)))
+                        continue
+                    moment = row["updated_at"]
+                    fingerprint = row_hash(row, hashed)
+                    earlier = read_now.get(row["record_id"])
+                    if earlier is not None and earlier[0] == moment:
+                        if earlier[1] == fingerprint:
+                            stats.unchanged += 1  # the same version again (another file, a repeat)
+                        else:
+                            reason = (
+                                f"record_id {row['record_id']} was read earlier in this run with the same "
+                                "updated_at and other values: which one holds cannot be told"
+                            )
+                            bad.append(rejected(locator, source_file, line, record, reason))
+                        continue
+                    if earlier is None or moment > earlier[0]:
+                        read_now[row["record_id"]] = (moment, fingerprint)
+                    if cursor is not None and (
+                        (moment < cursor and not newer_than_stored(row))
+                        or (moment == cursor and fingerprint in at_cursor)
+                    ):
+                        # a version the warehouse has, or an older one: a record new to it, or newer
+                        # than its stored version, is loaded however far behind the cursor its clock is
+                        stats.unchanged += 1
+                        continue
+                    if latest is None or moment > latest:
+                        latest, latest_ids = moment, {fingerprint}
+                    elif moment == latest:
+                        latest_ids.add(fingerprint)
+                    row["source_file"] = source_name
+                    row["_loaded_at"] = loaded_at
+                    good.append(row)
+                    if len(good) >= BATCH:
+                        stats.loaded += len(good)
+                        yield good
+                        good = []
+            except FileRejected as exc:
+                stats.read += 1
+                stats.files_rejected.append(f"{source_name}: {exc}")
+                past = exc.line is not None and exc.line > 1
+                bad.append(
+                    rejected(
+                        f"{source_name}:{exc.line}" if past else source_name,
+                        str(folder / source_name),
+                        exc.line,
+                        exc.sample,
+                        f"file not read{' past this line' if past else ''}: {exc}",
                     )
-                    continue
-                moment = row["updated_at"]
-                fingerprint = row_hash(row, hashed)
-                if cursor is not None and (
-                    moment < cursor or (moment == cursor and fingerprint in at_cursor)
-                ):
-                    stats.unchanged += 1
-                    continue
-                if latest is None or moment > latest:
-                    latest, latest_ids = moment, {fingerprint}
-                elif moment == latest:
-                    latest_ids.add(fingerprint)
-                row["source_file"] = source_name
-                row["_loaded_at"] = loaded_at
-                good.append(row)
-                if len(good) >= BATCH:
-                    stats.loaded += len(good)
-                    yield good
-                    good = []
+                )
             stats.loaded += len(good)
             if good:
                 yield good
@@ -202,3 +257,20 @@ def communities(
             stats.cursor = latest.isoformat()
 
     return records
+
+
+def stored_record_moments(warehouse: Warehouse) -> dict[str, datetime]:
+    """record_id -> ``updated_at`` (UTC) of the community records in the warehouse; empty before the
+    first load."""
+    exists = warehouse.query(
+        "select count(*) from information_schema.tables "
+        f"where table_schema = '{DATASET}' and table_name = 'records'"
+    )
+    if not exists[0][0]:
+        return {}
+    rows = warehouse.query(f"select record_id, updated_at from {DATASET}.records")
+    return {
+        record_id: (moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC))
+        for record_id, moment in rows
+        if moment is not None
+    }

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
+from loaders.common.files import FileRejected, HashingReader, byte_order_mark, header_key
 from loaders.common.values import figure, normalise_code
 from loaders.communities.settings import PSGC_CSV
 
@@ -26,17 +27,90 @@ def barangay_codes(path: Path = PSGC_CSV) -> frozenset[str]:
         )
 
 
-def read_records(stream: BinaryIO) -> Iterator[tuple[int, dict[str, str]]]:
-    """(line number, record) for each row of a CSV file with a header, read from ``stream`` (UTF-8, a
-    byte-order mark skipped); the stream is left open."""
-    text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
+# A field longer than this stops its file (the csv module's default, 128 KiB, is too tight for notes).
+FIELD_LIMIT = 16 << 20
+
+
+def read_records(
+    stream: HashingReader, required: Sequence[str] = (), optional: Sequence[str] = ()
+) -> Iterator[tuple[int, dict[str, str], str | None]]:
+    """(line number, record, problem) for each row of a CSV file with a header, read from ``stream``
+    (UTF-8 unless a byte-order mark says otherwise); the stream is left open.
+
+    The ``required`` and ``optional`` columns are found by name, else ignoring case, spaces, underscores
+    and hyphens, and the record names them as configured (the others as the file does). ``problem`` is
+    set for a row whose field count differs from the header's. A file without a usable header, or that
+    cannot be read past a line, raises ``FileRejected`` (the rows before that line have been yielded).
+    """
+    csv.field_size_limit(max(csv.field_size_limit(), FIELD_LIMIT))
+    encoding, length = byte_order_mark(stream)
+    if length:
+        stream.skip(length)
+    text = io.TextIOWrapper(stream, encoding=encoding or "utf-8", newline="")
+    line = 1
     try:
-        reader = csv.DictReader(text)
-        for record in reader:
-            if any((value or "").strip() for value in record.values()):
-                yield reader.line_num, record
+        reader = csv.reader(text)
+        header = _header(reader, required, optional)
+        width = len(header)
+        for row in reader:
+            line = reader.line_num
+            if not any(value.strip() for value in row):
+                continue  # a blank line is not a record
+            record = dict(zip(header, row, strict=False))
+            if len(row) != width:
+                record = {f"field {i + 1}": value for i, value in enumerate(row)}
+                yield line, record, f"{len(row)} fields where the header has {width}"
+            else:
+                yield line, record, None
+    except (UnicodeDecodeError, csv.Error) as exc:
+        reason = str(exc).splitlines()[0][:300]
+        raise FileRejected(
+            f"reading stopped after line {line}, the rest of the file is not read: {reason}", line=line + 1
+        ) from None
     finally:
         text.detach()
+
+
+def _header(reader: Any, required: Sequence[str], optional: Sequence[str]) -> list[str]:
+    """The header with the configured columns named as configured; ``FileRejected`` for none usable."""
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise FileRejected("the file is empty: no header line") from None
+    sample = ",".join(header)[:1000]
+    if not any(name.strip() for name in header):
+        raise FileRejected("the first line is blank: no header", sample=sample)
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if repeated:
+        raise FileRejected(
+            f"duplicated header name(s) {repeated}: every column needs a name of its own",
+            line=1,
+            sample=sample,
+        )
+    named = list(header)
+    missing = []
+    for wanted in (*required, *optional):
+        if wanted in header:
+            continue
+        alike = [i for i, name in enumerate(header) if header_key(name) == header_key(wanted)]
+        if len(alike) > 1:
+            raise FileRejected(
+                f"header {wanted!r} matches {[header[i] for i in alike]}: rename one of them",
+                line=1,
+                sample=sample,
+            )
+        if alike:
+            named[alike[0]] = wanted
+        elif wanted in required:
+            missing.append(wanted)
+    if missing:
+        raise FileRejected(
+            f"header(s) {missing} not found (the file has {header[:20]}); fix the file or "
+            "sources.communities' column settings",
+            line=1,
+            sample=sample,
+        )
+    return named
 
 
 def parse_flag(value: Any, column: str) -> bool:

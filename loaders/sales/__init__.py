@@ -23,18 +23,23 @@ from dlt.sources.helpers.rest_client import RESTClient
 from dlt.sources.helpers.rest_client.paginators import PageNumberPaginator
 from requests.adapters import HTTPAdapter
 
-from loaders.common.files import DEFAULT_SETTLE_SECONDS, HashingReader, byte_order_mark, files_to_read
+from loaders.common.files import (
+    DEFAULT_SETTLE_SECONDS,
+    FileRejected,
+    HashingReader,
+    byte_order_mark,
+    files_to_read,
+    header_key,
+)
 from loaders.common.quarantine import quarantined
 from loaders.common.values import row_hash
 from loaders.common.warehouse import ROOT, ConfigurationError, Warehouse, register_secret
 from loaders.sales.helpers import (
     CsvFile,
     CsvLoadFiles,
-    FileRejected,
     FileSource,
     LoadStats,
     RecordShape,
-    header_key,
     map_columns,
     original_records,
     rejection,

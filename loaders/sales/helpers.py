@@ -6,7 +6,6 @@ import codecs
 import csv
 import io
 import json
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from loaders.common.files import HashingReader, byte_order_mark
+from loaders.common.files import FileRejected, HashingReader, byte_order_mark, header_key
 from loaders.common.quarantine import LoadStats, rejected_table, rejection  # noqa: F401 - re-exported
 from loaders.common.warehouse import ROOT, ConfigurationError
 from loaders.sales.settings import (
@@ -149,22 +148,6 @@ class CsvBatch:
 
     table: pa.Table
     lines: pa.Array
-
-
-class FileRejected(ValueError):
-    """A file that cannot be read (at all, or past ``line``): quarantined as one file-level rejection
-    with this reason, while the other files go on."""
-
-    def __init__(self, reason: str, *, line: int | None = None, sample: str = "") -> None:
-        super().__init__(reason)
-        self.line = line
-        self.sample = sample  # what of the file shows the problem (its header line), for the quarantine
-
-
-def header_key(name: str) -> str:
-    """A header name without case, spaces, underscores or hyphens: ``Initial_Password``,
-    ``initial password`` and ``INITIALPASSWORD`` are one name, ``E-mail`` is ``email``."""
-    return re.sub(r"[\s_\-]+", "", name.lower())
 
 
 HEADER_PEEK = 64 << 10
