@@ -192,6 +192,7 @@ def _load_detail(stats: LoadStats) -> str:
         parts.append(f"{stats.requests} requests, {stats.http_errors} retried errors")
     if stats.cursor and stats.requests:
         parts.append(f"cursor {stats.cursor}")
+    parts += stats.notes
     return "; ".join(parts)
 
 

@@ -49,6 +49,7 @@ class LoadStats:
     http_errors: int = 0
     pages: int = 0
     cursor: str | None = None
+    notes: list[str] = field(default_factory=list)  # what the operator should know of this read
     # Parts of a source that are sync types of their own (e.g. a form's repeat tables):
     # name -> {"processed": n, "rejected": n}
     parts: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -74,6 +75,7 @@ class LoadStats:
             "http_errors": self.http_errors,
             "pages": self.pages,
             "cursor": self.cursor,
+            "notes": self.notes,
             "parts": self.parts,
         }
 

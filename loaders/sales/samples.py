@@ -98,7 +98,7 @@ def plant_bad_rows(lines: list[dict[str, Any]], prefix: str) -> list[dict[str, A
         base | {"order_id": f"{prefix}-BAD-04", "unit_price": "-1.00"},  # non-positive price
         base | {"order_id": f"{prefix}-BAD-05", "total_amount": "999.99"},  # total mismatch
         base | {"order_id": f"{prefix}-BAD-06", "date": "2026-02-30"},  # unparseable date
-        dict(lines[1]),  # the same order line twice
+        dict(lines[1]) | {"region": "Elsewhere"},  # the same order line twice, two versions
     ]
     return lines + bad
 
@@ -237,7 +237,8 @@ class SalesApiServer:
         end = query.get("end_date", ["9999-12-31"])[0]
         page = max(int(query.get("page", ["1"])[0]), 1)
         size = min(max(int(query.get("page_size", ["100"])[0]), 1), 1000)
-        selected = [r for r in self.records if start <= str(r.get("date")) <= end]
+        # (a record that is not an object is served whatever the window: a broken API's answer)
+        selected = [r for r in self.records if not isinstance(r, dict) or start <= str(r.get("date")) <= end]
         total_pages = max((len(selected) + size - 1) // size, 1)
         chunk = selected[(page - 1) * size : page * size]
         return {
