@@ -225,7 +225,7 @@ def test_bad_rows_are_quarantined_with_their_reason(warehouse: Warehouse, source
     reasons = sorted(r for (r,) in warehouse.query("select reason from raw_registration.rejected_rows"))
     assert reasons == [
         "code '9999999' is longer than 4 digits",
-        "registered_voters_2022 -5 is not a whole number at least 0",
+        "registered_voters_2022 '-5' is not a whole number at least 0",
     ]
     assert warehouse.query("select count(*) from raw_registration.wards") == [(114,)]
     tables = {
@@ -318,7 +318,7 @@ def test_a_level_whose_table_and_columns_have_spaces_loads(
     assert loaded == {normalise_code(code, 4): voters for code, voters in expected.items() if code != 2}
     assert (stats.read, stats.loaded, stats.rejected) == (len(expected), len(expected) - 1, 1)
     (reason,) = warehouse.query("select reason from raw_registration.rejected_rows")[0]
-    assert reason == "Registered Voters 2022 -1 is not a whole number at least 0"
+    assert reason == "Registered Voters 2022 '-1' is not a whole number at least 0"
     assert again.loaded == 0  # incremental on "Last Updated", and nothing changed
 
 

@@ -37,9 +37,12 @@ def normalise_code(value: Any, width: int) -> str:
     return digits.zfill(width)
 
 
+_BIGINT_MAX = 2**63 - 1  # the warehouse column's largest value
+
+
 def figure(value: Any, column: str) -> int | None:
-    """A count: a whole number at least 0, or None when the source has none."""
-    if type(value) is int and value >= 0:  # the common case, fast
+    """A count: a whole number at least 0 that a bigint holds, or None when the source has none."""
+    if type(value) is int and 0 <= value <= _BIGINT_MAX:  # the common case, fast
         return value
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
@@ -49,8 +52,10 @@ def figure(value: Any, column: str) -> int | None:
         number = Decimal(str(value).strip())
     except ArithmeticError:
         raise ValueError(f"{column} {str(value)[:40]!r} is not a number") from None
-    if number != number.to_integral_value() or number < 0:
-        raise ValueError(f"{column} {value!r} is not a whole number at least 0")
+    if not number.is_finite() or number != number.to_integral_value() or number < 0:
+        raise ValueError(f"{column} {str(value)[:40]!r} is not a whole number at least 0")
+    if number > _BIGINT_MAX:
+        raise ValueError(f"{column} {str(value)[:40]!r} is too large to be a count")
     return int(number)
 
 
