@@ -182,6 +182,17 @@ def _form_resource(session: CentralSession, settings: _Settings, config: FormCon
         loaded_at = datetime.now(UTC)
         run = _FormRun()
         odata = session.odata_url(settings.project_id, form_id)
+        service = session.get_json(odata)  # the form's tables; its answer also says Central's time
+        clock = session.server_time
+        if clock is not None and cursor is not None and clock < cursor - settings.overlap:
+            # Central's clock was set back since the last run: what it stamps now is older than the
+            # cursor. Read from its clock instead, so that nothing stamped since is skipped.
+            stats.notes.append(
+                f"{form_id}: Central's clock ({clock.isoformat()}) is behind the cursor "
+                f"({cursor.isoformat()}), as if it was set back; read from its clock instead"
+            )
+            cursor = clock
+            deleted_cursor = min(deleted_cursor, clock) if deleted_cursor else None
         window = cursor - settings.overlap if cursor else None
 
         # 1. Submissions created or changed (edits, review states) since the cursor.
@@ -252,7 +263,6 @@ def _form_resource(session: CentralSession, settings: _Settings, config: FormCon
         stats.part(f"odk_central.{form_id}.deletions")
 
         # 3. Repeat rows of the submissions that changed, table by table (parents first).
-        service = session.get_json(odata)
         tables = sorted(
             (entry["name"] for entry in service.get("value", []) if entry.get("name") != "Submissions"),
             key=lambda name: name.count("."),
