@@ -1,5 +1,5 @@
 -- depends_on: {{ source('odk_central', 'submissions') }}
-{#- One select per repeat table that exists (see the odk_repeat_tables macro); none yet: no rows. -#}
+{#- One select per repeat table that exists (the odk_repeat_tables macro); none yet: no rows. -#}
 {%- set tables = odk_repeat_tables() %}
 
 with
@@ -35,7 +35,7 @@ with
             cast(null as {{ dbt.type_string() }}) as row_id,
             cast(null as {{ dbt.type_string() }}) as parent_id,
             cast(null as {{ dbt.type_string() }}) as parent_link,
-            cast(null as {{ dbt.type_string() }}) as data,
+            cast(null as {{ dbt.type_string() }}) as data,  -- noqa: RF04
             cast(null as boolean) as _is_tombstone,
             cast(null as timestamp with time zone) as _loaded_at
         where 1 = 0
