@@ -30,6 +30,7 @@ test: bootstrap ## every test, on DuckDB and PostgreSQL (a throwaway server unle
 lint: bootstrap ## ruff and sqlfluff (dbt templater)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 	ELT_DUCKDB_PATH=$$(mktemp -d)/lint.duckdb $(BIN)/sqlfluff lint models tests/dbt
 
 format: bootstrap ## apply ruff format and sqlfluff fix

@@ -3,14 +3,14 @@
     .venv/bin/python bench/bench_area_rollups.py [--repeats 3] [--changed 100]
                                                  [--part registration|communities]
 
-Starts a throwaway PostgreSQL (``loaders.common.pgserver``). Per part and repetition, with a fresh
+Starts a throwaway PostgreSQL (``testing.pgserver``). Per part and repetition, with a fresh
 warehouse database:
 
-* ``registration``: the sample registration database (``loaders.registration.samples``: 47 counties,
+* ``registration``: the sample registration database (``testing.samples.registration``: 47 counties,
   290 constituencies, 1,450 wards, 46,762 polling stations) in a PostgreSQL database of its own, read
   through ``postgresql://`` as in production; one run = the ``registration`` load, ``dbt build`` of what
   changed (dims with rollups, demographics, reconciliation) and the rollup audit/reconciliation count.
-* ``communities``: one record per barangay (42,011, ``loaders.communities.samples`` with every region)
+* ``communities``: one record per barangay (42,011, ``testing.samples.communities`` with every region)
   in CSV files; one run = the ``communities`` load, ``dbt build`` (coverage rollups at three levels, the
   snapshot, the change report) and the rollup audit.
 
@@ -192,7 +192,7 @@ def _change_registration(source_url: str, count: int) -> None:
 
 
 def _change_communities(folder: Path, count: int) -> None:
-    from loaders.communities import samples
+    from testing.samples import communities as samples
 
     rows = []
     with (folder / "records_10.csv").open(newline="", encoding="utf-8") as file:
@@ -216,10 +216,10 @@ def _change_communities(folder: Path, count: int) -> None:
 
 
 def measure(part: str, repeats: int, changed: int) -> dict[str, Any]:
-    from loaders.common import pgserver
     from loaders.common.warehouse import scoped_env
-    from loaders.communities import samples as community_samples
-    from loaders.registration import samples as registration_samples
+    from testing import pgserver
+    from testing.samples import communities as community_samples
+    from testing.samples import registration as registration_samples
 
     server = pgserver.start()
     results: dict[str, list[dict[str, Any]]] = {phase: [] for phase in PHASES}
@@ -317,7 +317,7 @@ def report(measured: dict[str, dict[str, Any]], args: argparse.Namespace, starte
         "- dbt floor: one `dbt run` of a single staging view, timed after the changed run in the same "
         "process: the cost of invoking dbt at all (reading the project, compiling the graph), before "
         "any model's work. Its ratio is to the median full run.",
-        "- PostgreSQL is `loaders.common.pgserver` (fsync, synchronous_commit and full_page_writes off); the "
+        "- PostgreSQL is `testing.pgserver` (fsync, synchronous_commit and full_page_writes off); the "
         "registration source database is on the same server.",
         "",
         "Last run's details:",

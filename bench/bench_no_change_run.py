@@ -214,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     server = None
     if "postgres" in targets:
-        from loaders.common import pgserver
+        from testing import pgserver
 
         server = pgserver.start()
     try:

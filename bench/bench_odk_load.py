@@ -3,14 +3,14 @@
     .venv/bin/python bench/bench_odk_load.py [--submissions 100000] [--persons 5] [--edit-share 0.01]
                                              [--repeats 3] [--page-size 1000] [--no-attachments]
 
-1. Starts the stand-in (``loaders.odk_central.fake_central.FakeCentral``) in a server subprocess of its own
+1. Starts the stand-in (``testing.fake_central.FakeCentral``) in a server subprocess of its own
    (``--serve``), so the loader's peak RSS and CPU are its own. The server adds ``--submissions`` rental
    surveys (``samples.rental_record``, seeded) with exactly ``--persons`` rows each in the
    ``person_details`` repeat and, unless ``--no-attachments``, a small PNG (``building_image``) each;
    submission times are 30 s apart. It then prints its URL and answers one-line JSON commands on stdin:
    ``stats`` (requests answered, by kind, and its CPU seconds) and ``edit`` (new versions of a share of the
    submissions: new person rows, a changed photo, ``(edit <round>)`` in the building name).
-2. Starts a throwaway PostgreSQL (``loaders.common.pgserver``) and, per repetition, a fresh database and a
+2. Starts a throwaway PostgreSQL (``testing.pgserver``) and, per repetition, a fresh database and a
    fresh attachment folder, then loads three times, each in a new worker subprocess along ``elt run
    --source odk_central``'s path (``stored_attachment_etags`` + ``odk_central`` + ``run_source``):
 
@@ -110,8 +110,8 @@ def _request_kind(record: Any) -> str:
 
 
 def serve(args: argparse.Namespace) -> int:
-    from loaders.odk_central.fake_central import FakeCentral
-    from loaders.odk_central.samples import (
+    from testing.fake_central import FakeCentral
+    from testing.samples.odk_central import (
         FIRST_SUBMISSION,
         SUBMITTERS,
         instance_id,
@@ -632,7 +632,7 @@ def _report(
         f"{max(r['server_rss_mib'] for p in PHASES for r in results[p]):.0f} MiB; PostgreSQL not included).",
         f"The stand-in took {server_ready['build_seconds']:.0f} s to build its data (not timed). It is a "
         "Python `ThreadingHTTPServer`: it answers more slowly than Central would for small requests.",
-        "PostgreSQL is `loaders.common.pgserver` (fsync, synchronous_commit and full_page_writes off).",
+        "PostgreSQL is `testing.pgserver` (fsync, synchronous_commit and full_page_writes off).",
         "HTTP / JSON / attachment times come from wrapping `CentralSession.request`, `helpers._json` and "
         "`attachments.sync_attachments` in the worker (the loader code is not changed); HTTP includes "
         "the server's time to build the page.",
@@ -706,7 +706,7 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 < args.edit_share <= 1:
         parser.error("--edit-share must be in (0, 1]")
 
-    from loaders.common import pgserver
+    from testing import pgserver
 
     command = shlex.join([Path(sys.executable).name, *sys.argv])
     began = time.perf_counter()

@@ -4,7 +4,7 @@
                                                    [--dlt-default-rows 100000]
 
 1. Writes a deterministic (seeded) CSV of valid order lines under a temporary folder.
-2. Starts a throwaway PostgreSQL (``loaders.common.pgserver``) and stops it at the end.
+2. Starts a throwaway PostgreSQL (``testing.pgserver``) and stops it at the end.
 3. Loads the file into ``raw_sales.orders`` of a fresh database per method and repetition:
 
    * ``loader``      the project's ``sales_csv`` source through ``run_source`` (Arrow -> csv -> COPY
@@ -391,7 +391,7 @@ def _report(
             if m in results
         )
         + "; this venv has no bytecode and PYTHONDONTWRITEBYTECODE=1, so they compile each time).",
-        "The server is `loaders.common.pgserver` (fsync, synchronous_commit and full_page_writes "
+        "The server is `testing.pgserver` (fsync, synchronous_commit and full_page_writes "
         "off): a production server pays for WAL flushes, twice for the loader (staging + merge).",
     ]
     if args.profile:
@@ -492,7 +492,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.rows < 1 or args.repeats < 1 or args.dlt_default_rows < 1:
         parser.error("--rows, --repeats and --dlt-default-rows must be positive")
 
-    from loaders.common import pgserver
+    from testing import pgserver
 
     command = shlex.join([Path(sys.executable).name, *sys.argv])
     began = time.perf_counter()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from loaders.common import audit
 from loaders.common.lock import WarehouseLock, default_wait_seconds
-from loaders.common.warehouse import ROOT, ConfigurationError, Warehouse, redact
+from loaders.common.warehouse import ROOT, ConfigurationError, Warehouse, postgres_bindirs, redact
 
 BACKUP_DIR = ROOT / "data" / "backups"
 
@@ -33,12 +33,13 @@ def _pg_tool(name: str) -> str:
     found = shutil.which(name)
     if found:
         return found
-    from loaders.common.pgserver import find_bindir
-
-    try:
-        return str(find_bindir() / name)
-    except RuntimeError as exc:
-        raise ConfigurationError(f"{name} not found: install the PostgreSQL client ({exc})") from None
+    for folder in postgres_bindirs():
+        if (folder / name).exists():
+            return str(folder / name)
+    raise ConfigurationError(
+        f"{name} not found: install the PostgreSQL client (apt-get install postgresql-client) "
+        "or point ELT_PG_BINDIR at the folder that holds it"
+    )
 
 
 def _pg_env(warehouse: Warehouse) -> dict[str, str]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import os
-import secrets
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -218,58 +217,15 @@ def demo(
     wait: WaitOption = None,
 ) -> None:
     """Generate the sample sources, start the local sales API and run everything into DuckDB."""
+    from demo import sample_sources  # the harness, at this command's edge only
     from flows.pipeline import run as run_steps
     from flows.report import print_reconciliation, print_row_counts, print_status, print_summary, row_counts
     from loaders.common.warehouse import scoped_env
-    from loaders.communities import samples as community_samples
-    from loaders.odk_central import fake_central
-    from loaders.odk_central import samples as odk_samples
-    from loaders.registration import samples as registration_samples
-    from loaders.sales import samples as sales_samples
 
-    generated = sales_samples.generate(samples / "sales")
-    registration_db = samples / "registration" / "source.sqlite"
-    registration_db.parent.mkdir(parents=True, exist_ok=True)
-    registration_url = f"sqlite:///{registration_db}"
-    built = registration_samples.build_source_database(registration_url)
-    registration_samples.plant_faults(registration_url, at=registration_samples.FAULTS_AT)
-    community_records = community_samples.generate(samples / "communities")
-    api_key = secrets.token_urlsafe(24)  # fresh secrets per demo; never written anywhere
-    odk_user, odk_password = "demo@example.org", secrets.token_urlsafe(16)
-    central = fake_central.FakeCentral(users={odk_user: odk_password}, start_time=odk_samples.DEMO_CLOCK)
-    with (
-        sales_samples.SalesApiServer(generated.api_records, api_key=api_key) as api,
-        central,
-        scoped_env(
-            {
-                "ELT_TARGET": "duckdb",
-                "SOURCES__SALES_API__BASE_URL": api.base_url,
-                "SOURCES__SALES_API__API_KEY": api_key,
-                "SOURCES__ODK_CENTRAL__BASE_URL": central.base_url,
-                "SOURCES__ODK_CENTRAL__USERNAME": odk_user,
-                "SOURCES__ODK_CENTRAL__PASSWORD": odk_password,
-                "SOURCES__REGISTRATION__CREDENTIALS": registration_url,
-                # the sample files are complete when written: no need to let them settle
-                "SOURCES__SALES_CSV__SETTLE_SECONDS": "0",
-                "SOURCES__SALES_USERS__SETTLE_SECONDS": "0",
-                "SOURCES__COMMUNITIES__SETTLE_SECONDS": "0",
-                **_sample_paths(samples),
-            }
-        ),
-    ):
-        odk_samples.populate(central, n=300)
+    with sample_sources(samples) as sources, scoped_env(sources.env):
         warehouse = Warehouse.from_env("duckdb")
         typer.echo(f"Warehouse: {warehouse.describe()}")
-        typer.echo(
-            f"Sample sources: {samples} (sales API on {api.base_url}, "
-            f"ODK Central stand-in on {central.base_url}, registration database {registration_db})"
-        )
-        typer.echo(
-            f"Registration sample: {built['wards']:,} wards adding up to {built['ward_total']:,} registered "
-            f"voters and {built['polling_stations']:,} polling stations adding up to "
-            f"{built['station_total']:,}, before the planted faults (a constituency at 0, a ward "
-            "missing, a ward off by 1,000)\n"
-        )
+        typer.echo("\n".join(sources.about) + "\n")
         before = row_counts(warehouse)
         summary = run_steps(None, "duckdb", False, None, wait_seconds=wait, on_wait=_waiting)
     print_summary(summary)
@@ -280,28 +236,23 @@ def demo(
     typer.echo("")
     print_reconciliation(warehouse)
     _exit_for(summary, "demo")
-    _demo_coverage(warehouse, samples, community_records.records, wait)
+    _demo_coverage(warehouse, samples, sources.community_records, wait)
 
 
 def _demo_coverage(warehouse: Warehouse, samples: Path, first_batch: int, wait: float | None) -> None:
     """A later batch of community records is loaded; the coverage rebuild is previewed, then applied."""
+    from demo import later_community_batch  # the harness, at the demo's edge only
     from flows.pipeline import load_source
     from loaders.common.warehouse import scoped_env
-    from loaders.communities import samples as community_samples
     from loaders.registry import RunOptions
 
-    count = community_samples.write_update(samples / "communities")
+    count, settings = later_community_batch(samples)
     typer.echo(
         f"\nCommunity coverage: {first_batch:,} records were loaded above; a later batch of {count} "
         "arrives (revised figures, one record deleted) and is loaded without publishing:"
     )
     with (
-        scoped_env(
-            {
-                "SOURCES__COMMUNITIES__FILES_PATH": str(samples / "communities"),
-                "SOURCES__COMMUNITIES__SETTLE_SECONDS": "0",  # the batch was just written, whole
-            }
-        ),
+        scoped_env(settings),
         _holding(warehouse, wait),
     ):
         loaded = load_source("communities", warehouse, RunOptions())
@@ -507,27 +458,6 @@ def attachment_url(
         typer.echo(store.signed_url(key, expires_seconds=expires))
     except AttachmentError as exc:
         _fail(str(exc))
-
-
-def _sample_paths(samples: Path) -> dict[str, str]:
-    """Point the CSV sources at the generated samples when they are not in the default folder."""
-    default = ROOT / "data" / "samples"
-    if samples.resolve() == default.resolve():
-        return {}  # .dlt/config.toml already points here
-    import json
-    import tomllib
-
-    config = tomllib.loads((ROOT / ".dlt" / "config.toml").read_text())
-    file_sources = config["sources"]["sales_csv"]["file_sources"]
-    for source in file_sources:
-        relative = Path(source["path"]).relative_to("data/samples")
-        source["path"] = str(samples / relative)
-    users = Path(config["sources"]["sales_users"]["users_path"]).relative_to("data/samples")
-    return {
-        "SOURCES__COMMUNITIES__FILES_PATH": str(samples / "communities"),
-        "SOURCES__SALES_CSV__FILE_SOURCES": json.dumps(file_sources),
-        "SOURCES__SALES_USERS__USERS_PATH": str(samples / users),
-    }
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from loaders.common import pgserver
 from loaders.common.warehouse import Warehouse
+from testing import pgserver
 
 os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")

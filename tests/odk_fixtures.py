@@ -9,8 +9,8 @@ from loaders.common.pipeline import run_source
 from loaders.common.quarantine import LoadStats
 from loaders.common.warehouse import Warehouse
 from loaders.odk_central import odk_central
-from loaders.odk_central.fake_central import FakeCentral
 from loaders.registry import stored_attachment_etags
+from testing.fake_central import FakeCentral
 
 EMAIL = "loader@example.org"
 PASSWORD = "odk-test-password-7c1"

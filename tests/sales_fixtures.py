@@ -8,7 +8,7 @@ from typing import Any
 from loaders.common.pipeline import run_source
 from loaders.common.quarantine import LoadStats
 from loaders.common.warehouse import Warehouse
-from loaders.sales.samples import HEADER
+from testing.samples.sales import HEADER
 
 GOOD_ROWS = [
     ("O-1", "2026-01-05", "amina.otieno1", "Widget", "2", "4.50", "9.00", "North"),

@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from loaders.communities import samples as community_samples
-from loaders.odk_central import samples as odk_samples
-from loaders.odk_central.fake_central import FakeCentral
-from loaders.registration import samples as registration_samples
-from loaders.sales import samples
+from testing.fake_central import FakeCentral
+from testing.samples import communities as community_samples
+from testing.samples import odk_central as odk_samples
+from testing.samples import registration as registration_samples
+from testing.samples import sales as samples
 from tests.odk_fixtures import EMAIL, PASSWORD
 
 API_KEY = "flow-test-key-1234"
@@ -39,7 +39,7 @@ LEGACY_TILL = {
 @dataclass
 class SampleSources:
     env: dict[str, str]  # the settings, secrets included
-    generated: Any  # loaders.sales.samples.SalesSamples
+    generated: Any  # testing.samples.sales.SalesSamples
     api: Any  # the sales API stand-in
     odk: Any  # the ODK Central stand-in
 

@@ -10,8 +10,8 @@ from typer.testing import CliRunner
 from flows.cli import app
 from loaders.common.quarantine import LoadStats
 from loaders.common.warehouse import Warehouse
-from loaders.communities import samples
 from loaders.registry import RunOptions, run_sync
+from testing.samples import communities as samples
 
 
 def test_a_backup_restores_what_was_there(

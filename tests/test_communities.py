@@ -12,8 +12,8 @@ from flows.cli import app
 from flows.pipeline import RunSummary, run
 from loaders.common.quarantine import LoadStats
 from loaders.common.warehouse import Warehouse
-from loaders.communities import samples
 from loaders.registry import RunOptions, run_sync
+from testing.samples import communities as samples
 
 ILIGAN = "1030900000"
 LANAO_DEL_NORTE = "1003500000"

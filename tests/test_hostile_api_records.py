@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from loaders.common.warehouse import Warehouse
-from loaders.sales.samples import SalesApiServer
+from testing.samples.sales import SalesApiServer
 from tests.test_sales_api import API_KEY, run_api
 
 DAY = (date.today() - timedelta(days=3)).isoformat()

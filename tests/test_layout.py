@@ -7,24 +7,25 @@ from __future__ import annotations
 import importlib.metadata
 import pkgutil
 import sys
+from pathlib import Path
 
 from loaders.common.warehouse import ROOT
 
-PRODUCT = ("flows", "loaders")
+PACKAGES = ("flows", "loaders", "demo", "testing")  # the product, then the harness
 
 
 def _installed_names() -> set[str]:
     names = set(sys.stdlib_module_names) | set(importlib.metadata.packages_distributions())
     site = [path for path in sys.path if path.endswith("site-packages")]
     names |= {module.name for module in pkgutil.iter_modules(site)}
-    return names - set(PRODUCT)
+    return names - set(PACKAGES)
 
 
 def test_no_project_module_shares_a_name_with_an_installed_one() -> None:
     installed = _installed_names()
     assert {"dbt", "prefect", "dlt", "json"} <= installed  # the check sees what is installed
     clashes = []
-    for package in PRODUCT:
+    for package in PACKAGES:
         for path in (ROOT / package).rglob("*.py"):
             name = path.parent.name if path.name == "__init__.py" else path.stem
             if name in installed:
@@ -45,3 +46,15 @@ def test_the_deployed_entrypoint_imports_with_its_folder_first_on_the_path() -> 
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split()[-1] == "elt-main"
+
+
+def test_the_import_contracts_hold() -> None:
+    """pyproject.toml's import-linter contracts: the product never imports the harness (but for `elt
+    demo` at its edge), loaders never import flows, no two modules of a package import each other."""
+    import subprocess
+
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "lint-imports")], cwd=ROOT, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert result.stdout.count("KEPT") == 3

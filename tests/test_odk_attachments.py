@@ -22,9 +22,9 @@ from loaders.odk_central.attachments import (
     AttachmentStore,
     sync_attachments,
 )
-from loaders.odk_central.fake_central import FakeCentral
 from loaders.odk_central.helpers import CentralSession
-from loaders.odk_central.samples import (
+from testing.fake_central import FakeCentral
+from testing.samples.odk_central import (
     RENTAL_FORM_ID,
     SampleRun,
     png_bytes,

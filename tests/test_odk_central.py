@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from loaders.common.warehouse import Warehouse
-from loaders.odk_central import samples
+from testing.samples import odk_central as samples
 from tests.odk_fixtures import central, load_odk
 
 SUBMISSIONS = "select count(*) from raw_odk_central.submissions"

@@ -15,8 +15,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
-from loaders.odk_central.fake_central import FakeCentral, Field, FormSpec, NotFoundError, Repeat
-from loaders.odk_central.samples import (
+from testing.fake_central import FakeCentral, Field, FormSpec, NotFoundError, Repeat
+from testing.samples.odk_central import (
     DEMO_CLOCK,
     NESTED_FORM_ID,
     RENTAL_FORM_ID,

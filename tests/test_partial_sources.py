@@ -11,11 +11,11 @@ import pytest
 
 from flows.pipeline import RunSummary, run
 from loaders.common.warehouse import Warehouse
-from loaders.communities import samples as community_samples
 from loaders.odk_central import repeat_table_name
-from loaders.odk_central import samples as odk_samples
-from loaders.odk_central.fake_central import FakeCentral
-from loaders.registration import samples as registration_samples
+from testing.fake_central import FakeCentral
+from testing.samples import communities as community_samples
+from testing.samples import odk_central as odk_samples
+from testing.samples import registration as registration_samples
 from tests.odk_fixtures import EMAIL, PASSWORD, central
 from tests.sales_fixtures import GOOD_ROWS, write_csv
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from loaders.common.quarantine import LoadStats
 from loaders.common.warehouse import Warehouse
 from loaders.sales import sales_csv, sales_users
-from loaders.sales.samples import HEADER
+from testing.samples.sales import HEADER
 from tests.sales_fixtures import load
 
 SETTINGS = settings(

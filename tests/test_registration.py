@@ -14,8 +14,8 @@ from flows.pipeline import RunSummary, run
 from loaders.common.quarantine import LoadStats
 from loaders.common.values import normalise_code
 from loaders.common.warehouse import Warehouse
-from loaders.registration import samples
 from loaders.registry import RunOptions, run_sync
+from testing.samples import registration as samples
 
 COUNTIES = {"001", "047"}  # Mombasa and Nairobi: 23 constituencies, 115 wards, ~3,800 stations
 

@@ -11,7 +11,7 @@ import pytest
 from loaders.common.quarantine import LoadStats
 from loaders.common.warehouse import Warehouse
 from loaders.sales import sales_api
-from loaders.sales.samples import SalesApiServer, order_lines, plant_bad_rows
+from testing.samples.sales import SalesApiServer, order_lines, plant_bad_rows
 from tests.sales_fixtures import count, load
 
 API_KEY = "test-key-4f1c9a"

@@ -10,7 +10,7 @@ import pytest
 from loaders.common.quarantine import LoadStats
 from loaders.common.warehouse import ConfigurationError, Warehouse
 from loaders.sales import sales_csv
-from loaders.sales.samples import HEADER
+from testing.samples.sales import HEADER
 from tests.sales_fixtures import GOOD_ROWS, count, load, load_csv_folder, write_csv
 from tests.sample_sources import LEGACY_TILL
 

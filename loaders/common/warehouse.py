@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -150,10 +151,9 @@ class Warehouse:
             except duckdb.IOException as exc:
                 if "lock" not in str(exc).lower():
                     raise
-                from loaders.common.lock import WarehouseLock
-
-                holder = WarehouseLock(self, "").holder()
-                who = holder.describe() if holder else "another process"
+                # DuckDB names the process: "Conflicting lock is held in /usr/bin/python3 (PID 123) ..."
+                held = re.search(r"held in (.+?\(PID \d+\))", str(exc))
+                who = held.group(1) if held else "another process"
                 raise WarehouseBusy(f"{self.describe()} is in use by {who}: try again when it ends") from None
             conn.begin()  # so that commit and rollback below always have a transaction
         else:
@@ -223,6 +223,23 @@ def scoped_env(values: dict[str, str]) -> Iterator[None]:
 
 _SECRET_ENV_VARS = ("ELT_PG_PASSWORD",)
 _registered_secrets: set[str] = set()
+
+
+def postgres_bindirs() -> list[Path]:
+    """Folders that may hold the machine's PostgreSQL programs, most specific first: ``ELT_PG_BINDIR``,
+    ``pg_config --bindir``, then Debian's ``/usr/lib/postgresql/<version>/bin``, newest first."""
+    import shutil
+    import subprocess
+
+    candidates: list[Path] = []
+    if os.environ.get("ELT_PG_BINDIR"):
+        candidates.append(Path(os.environ["ELT_PG_BINDIR"]))
+    if shutil.which("pg_config"):
+        out = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True)
+        if out.returncode == 0:
+            candidates.append(Path(out.stdout.strip()))
+    candidates += sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
+    return candidates
 
 
 def register_secret(value: str | None) -> None:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from loaders.odk_central.fake_central import FakeCentral, Field, FormSpec, Group, NotFoundError, Repeat
+from testing.fake_central import FakeCentral, Field, FormSpec, Group, NotFoundError, Repeat
 
 SEED = 20260115
 RENTAL_FORM_ID = "rental_survey"

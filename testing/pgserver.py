@@ -17,18 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from loaders.common.warehouse import ConfigurationError, Warehouse
+from loaders.common.warehouse import ConfigurationError, Warehouse, postgres_bindirs
 
 
 def find_bindir() -> Path:
-    candidates: list[Path] = []
-    if os.environ.get("ELT_PG_BINDIR"):
-        candidates.append(Path(os.environ["ELT_PG_BINDIR"]))
-    if shutil.which("pg_config"):
-        out = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True)
-        if out.returncode == 0:
-            candidates.append(Path(out.stdout.strip()))
-    candidates += sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
+    """The folder of the machine's PostgreSQL server binaries (``initdb``, ``pg_ctl``)."""
+    candidates = postgres_bindirs()
     if shutil.which("initdb"):
         candidates.append(Path(shutil.which("initdb")).resolve().parent)  # type: ignore[arg-type]
     for candidate in candidates:
