@@ -12,7 +12,7 @@
    submissions: new person rows, a changed photo, ``(edit <round>)`` in the building name).
 2. Starts a throwaway PostgreSQL (``testing.pgserver``) and, per repetition, a fresh database and a
    fresh attachment folder, then loads three times, each in a new worker subprocess along ``elt run
-   --source odk_central``'s path (``stored_attachment_etags`` + ``odk_central`` + ``run_source``):
+   --source odk_central``'s path (``stored_etags`` + ``odk_central`` + ``run_source``):
 
    * ``full``         into the empty database;
    * ``incremental``  after ``--edit-share`` of the submissions were edited on the server;
@@ -350,11 +350,10 @@ def run_worker(args: argparse.Namespace) -> None:
     import loaders
     import loaders.odk_central.attachments as attachments_module
     import loaders.odk_central.helpers as helpers
-    import loaders.registry as registry
     from loaders.common.pipeline import run_source
     from loaders.common.quarantine import LoadStats
     from loaders.common.warehouse import Warehouse
-    from loaders.odk_central import odk_central
+    from loaders.odk_central import odk_central, stored_etags
 
     timers = _Timers()
     timers.wrap(helpers.CentralSession, "request", "HTTP request", per_thread=True)
@@ -364,7 +363,7 @@ def run_worker(args: argparse.Namespace) -> None:
     def load() -> Any:
         warehouse = Warehouse.from_env("postgres")
         began = time.perf_counter()
-        etags = registry.stored_attachment_etags(warehouse)
+        etags = stored_etags(warehouse)
         timers.seconds["stored_attachment_etags"] += time.perf_counter() - began
         source = odk_central(stats=stats, known_etags=etags)
         return run_source(source, pipeline_name="odk_central", dataset_name=DATASET, warehouse=warehouse)

@@ -243,8 +243,8 @@ def _demo_coverage(warehouse: Warehouse, samples: Path, first_batch: int, wait: 
     """A later batch of community records is loaded; the coverage rebuild is previewed, then applied."""
     from demo import later_community_batch  # the harness, at the demo's edge only
     from flows.pipeline import load_source
+    from loaders.common.pipeline import RunOptions
     from loaders.common.warehouse import scoped_env
-    from loaders.registry import RunOptions
 
     count, settings = later_community_batch(samples)
     typer.echo(

@@ -18,10 +18,10 @@ from typing import Any, Protocol, TypeVar
 
 from loaders.common import audit
 from loaders.common.lock import Holder, WarehouseLock, default_wait_seconds
-from loaders.common.pipeline import remove_stale_workdirs
+from loaders.common.pipeline import RunOptions, remove_stale_workdirs
 from loaders.common.quarantine import LoadStats
 from loaders.common.warehouse import ROOT, ConfigurationError, Warehouse, number_setting
-from loaders.registry import RunOptions, resolve, run_sync
+from loaders.registry import resolve, run_sync
 
 T = TypeVar("T")
 

@@ -1,27 +1,26 @@
-"""The syncs the project knows: each source's dlt pipeline, dataset and how to build its dlt source.
+"""The syncs the project knows: a table of sources (name, dataset, what it loads, how a run builds it).
 
+Each source's package builds its dlt source, and reads from the warehouse what it needs to decide what
+to load (``build(stats, options, warehouse)``); this module only names them. The builders are imported
+when a run needs them, so naming the syncs costs no source's imports.
 ``elt run --source NAME`` takes a sync name or a group name (``sales`` = every sales sync).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
 from dataclasses import dataclass
 from typing import Any
 
-from loaders.common.pipeline import run_source
+from loaders.common.pipeline import RunOptions, run_source
 from loaders.common.quarantine import LoadStats
 from loaders.common.warehouse import ConfigurationError, Warehouse
+from loaders.communities.settings import DATASET as COMMUNITIES_DATASET
+from loaders.odk_central.settings import DATASET as ODK_CENTRAL_DATASET
+from loaders.registration.settings import DATASET as REGISTRATION_DATASET
 from loaders.sales.settings import DATASET as SALES_DATASET
 
-
-@dataclass(frozen=True)
-class RunOptions:
-    """Per-run choices from the command line."""
-
-    full_refresh: bool = False
-    days: int | None = None  # the API window, instead of the stored cursor
-    levels: tuple[str, ...] | None = None  # registration levels to read (all when None)
+__all__ = ["GROUPS", "SYNCS", "RunOptions", "Sync", "resolve", "run_sync"]
 
 
 @dataclass(frozen=True)
@@ -29,136 +28,48 @@ class Sync:
     name: str
     dataset: str
     description: str
-    build: Callable[[LoadStats, RunOptions, Warehouse], Any]
+    builder: str  # "module:function", called as function(stats, options, warehouse)
 
-
-def _sales_csv(stats: LoadStats, options: RunOptions, warehouse: Warehouse) -> Any:
-    from loaders.sales import add_line_keys, sales_csv
-
-    add_line_keys(warehouse)
-    return sales_csv(
-        stats=stats,
-        full_refresh=options.full_refresh,
-        csv_load_files=warehouse.target == "postgres",
-    )
-
-
-def _sales_api(stats: LoadStats, options: RunOptions, warehouse: Warehouse) -> Any:
-    from loaders.sales import add_line_keys, sales_api
-
-    add_line_keys(warehouse)
-    return sales_api(stats=stats, days=options.days, full_refresh=options.full_refresh)
-
-
-def _sales_users(stats: LoadStats, options: RunOptions, warehouse: Warehouse) -> Any:
-    from loaders.sales import sales_users
-
-    return sales_users(
-        stats=stats, existing=existing_user_emails(warehouse), full_refresh=options.full_refresh
-    )
-
-
-def _odk_central(stats: LoadStats, options: RunOptions, warehouse: Warehouse) -> Any:
-    from loaders.odk_central import odk_central
-
-    return odk_central(
-        stats=stats, known_etags=stored_attachment_etags(warehouse), full_refresh=options.full_refresh
-    )
-
-
-def _registration(stats: LoadStats, options: RunOptions, warehouse: Warehouse) -> Any:
-    from loaders.registration import registration
-
-    return registration(
-        selected=options.levels,
-        stored=stored_registration_rows(warehouse),
-        stats=stats,
-        full_refresh=options.full_refresh,
-    )
-
-
-def _communities(stats: LoadStats, options: RunOptions, warehouse: Warehouse) -> Any:
-    from loaders.communities import communities, stored_record_moments
-
-    return communities(
-        stats=stats,
-        full_refresh=options.full_refresh,
-        stored_moments=lambda: stored_record_moments(warehouse),
-    )
-
-
-def _table_exists(cur: Any, schema: str, table: str) -> bool:
-    cur.execute(
-        "select count(*) from information_schema.tables where table_schema = "
-        f"'{schema}' and table_name = '{table}'"
-    )
-    return bool(cur.fetchone()[0])
-
-
-def stored_attachment_etags(warehouse: Warehouse) -> dict[tuple[str, str, str], str]:
-    """(form, submission, file name) -> ETag of the attachments already stored."""
-    with warehouse.connect() as conn:
-        cur = conn.cursor()
-        if not _table_exists(cur, "raw_odk_central", "attachments"):
-            return {}
-        cur.execute(
-            "select form_id, submission_id, name, etag from raw_odk_central.attachments "
-            "where etag is not null and storage_key is not null"
-        )
-        return {(form, sid, name): etag for form, sid, name, etag in cur.fetchall()}
-
-
-def stored_registration_rows(warehouse: Warehouse) -> dict[str, dict[str, str]]:
-    """level -> code -> ``_row_hash`` of the registration rows in the warehouse (to skip unchanged rows
-    and to find the codes the source no longer has)."""
-    from loaders.registration.settings import DATASET
-
-    stored: dict[str, dict[str, str]] = {}
-    with warehouse.connect() as conn:
-        cur = conn.cursor()
-        cur.execute(f"select table_name from information_schema.tables where table_schema = '{DATASET}'")
-        tables = {name for (name,) in cur.fetchall()}
-        for level in sorted(tables):
-            if level.startswith("_dlt") or level == "rejected_rows":
-                continue
-            cur.execute(f'select code, _row_hash from {DATASET}."{level}"')
-            stored[level] = dict(cur.fetchall())
-    return stored
-
-
-def existing_user_emails(warehouse: Warehouse) -> dict[str, str]:
-    """email -> username of the users already loaded (none on a new warehouse)."""
-    with warehouse.connect() as conn:
-        cur = conn.cursor()
-        if not _table_exists(cur, "raw_sales", "users"):
-            return {}
-        cur.execute("select email, username from raw_sales.users")
-        return {email: username for email, username in cur.fetchall()}
+    def build(self, stats: LoadStats, options: RunOptions, warehouse: Warehouse) -> Any:
+        module, function = self.builder.split(":")
+        return getattr(importlib.import_module(module), function)(stats, options, warehouse)
 
 
 SYNCS: dict[str, Sync] = {
     sync.name: sync
     for sync in (
-        Sync("sales_csv", SALES_DATASET, "sales order lines from CSV export folders", _sales_csv),
-        Sync("sales_api", SALES_DATASET, "sales order lines from the sales REST API", _sales_api),
-        Sync("sales_users", SALES_DATASET, "users from the bulk users CSV", _sales_users),
+        Sync(
+            "sales_csv",
+            SALES_DATASET,
+            "sales order lines from CSV export folders",
+            "loaders.sales:build_sales_csv",
+        ),
+        Sync(
+            "sales_api",
+            SALES_DATASET,
+            "sales order lines from the sales REST API",
+            "loaders.sales:build_sales_api",
+        ),
+        Sync(
+            "sales_users", SALES_DATASET, "users from the bulk users CSV", "loaders.sales:build_sales_users"
+        ),
         Sync(
             "odk_central",
-            "raw_odk_central",
+            ODK_CENTRAL_DATASET,
             "ODK Central submissions, repeat groups and attachments",
-            _odk_central,
+            "loaders.odk_central:build",
         ),
         Sync(
             "registration",
-            "raw_registration",
+            REGISTRATION_DATASET,
             "voter registration by county, constituency, ward and polling station",
-            _registration,
+            "loaders.registration:build",
         ),
         Sync(
             "communities",
-            "raw_communities",
+            COMMUNITIES_DATASET,
             "community records per barangay (Philippines)",
-            _communities,
+            "loaders.communities:build",
         ),
     )
 }

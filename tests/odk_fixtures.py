@@ -8,8 +8,7 @@ from typing import Any
 from loaders.common.pipeline import run_source
 from loaders.common.quarantine import LoadStats
 from loaders.common.warehouse import Warehouse
-from loaders.odk_central import odk_central
-from loaders.registry import stored_attachment_etags
+from loaders.odk_central import odk_central, stored_etags
 from testing.fake_central import FakeCentral
 
 EMAIL = "loader@example.org"
@@ -38,7 +37,7 @@ def load_odk(
         attachments_storage=str(storage),
         backoff_factor=options.pop("backoff_factor", 0.05),
         request_timeout=options.pop("request_timeout", 1.0),
-        known_etags=stored_attachment_etags(warehouse),
+        known_etags=stored_etags(warehouse),
         stats=stats,
         **options,
     )

@@ -6,8 +6,7 @@ from pathlib import Path
 
 from loaders.common.quarantine import REJECTED_SCHEMA, LoadStats
 from loaders.common.warehouse import Warehouse
-from loaders.registry import existing_user_emails
-from loaders.sales import sales_users
+from loaders.sales import existing_user_emails, sales_users
 from tests.sales_fixtures import load
 
 PASSWORDS = [

@@ -6,12 +6,23 @@ import os
 import re
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import dlt
 
 from loaders.common.warehouse import Warehouse
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Per-run choices from the command line, given to every source's ``build``."""
+
+    full_refresh: bool = False
+    days: int | None = None  # the sales API's window, instead of its stored cursor
+    levels: tuple[str, ...] | None = None  # registration levels to read (all when None)
+
 
 WORKDIR_PREFIX = "elt-"
 _WORKDIR = re.compile(rf"^{WORKDIR_PREFIX}[a-z0-9_]+-(\d+)-")

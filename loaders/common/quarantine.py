@@ -54,6 +54,11 @@ class LoadStats:
     # name -> {"processed": n, "rejected": n}
     parts: dict[str, dict[str, int]] = field(default_factory=dict)
 
+    def count(self, *, failed: bool = False) -> None:
+        """One HTTP attempt (``loaders.common.attempts.counted``), failed when retried."""
+        self.requests += 1
+        self.http_errors += int(failed)
+
     def part(self, name: str, processed: int = 0, rejected: int = 0) -> None:
         counts = self.parts.setdefault(name, {"processed": 0, "rejected": 0})
         counts["processed"] += processed

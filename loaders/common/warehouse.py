@@ -181,6 +181,15 @@ class Warehouse:
         finally:
             conn.close()
 
+    def has_table(self, schema: str, table: str) -> bool:
+        """Whether ``schema.table`` exists (a source's table before its first load does not)."""
+        found = self.query(
+            "select count(*) from information_schema.tables "
+            f"where table_schema = {self.paramstyle} and table_name = {self.paramstyle}",
+            (schema, table),
+        )
+        return bool(found[0][0])
+
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         """Run one statement and return its rows (a convenience for reports and tests)."""
         with self.connect() as conn:

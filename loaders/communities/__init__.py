@@ -23,6 +23,7 @@ import dlt
 import sqlalchemy as sa
 
 from loaders.common.files import DEFAULT_SETTLE_SECONDS, FileRejected, files_to_read
+from loaders.common.pipeline import RunOptions
 from loaders.common.quarantine import LoadStats, quarantined, rejection
 from loaders.common.sqlsource import connect_source
 from loaders.common.values import row_hash
@@ -262,11 +263,7 @@ def communities(
 def stored_record_moments(warehouse: Warehouse) -> dict[str, datetime]:
     """record_id -> ``updated_at`` (UTC) of the community records in the warehouse; empty before the
     first load."""
-    exists = warehouse.query(
-        "select count(*) from information_schema.tables "
-        f"where table_schema = '{DATASET}' and table_name = 'records'"
-    )
-    if not exists[0][0]:
+    if not warehouse.has_table(DATASET, "records"):
         return {}
     rows = warehouse.query(f"select record_id, updated_at from {DATASET}.records")
     return {
@@ -274,3 +271,12 @@ def stored_record_moments(warehouse: Warehouse) -> dict[str, datetime]:
         for record_id, moment in rows
         if moment is not None
     }
+
+
+def build(stats: LoadStats, options: RunOptions, warehouse: Warehouse) -> Any:
+    """The ``communities`` sync as a run builds it."""
+    return communities(
+        stats=stats,
+        full_refresh=options.full_refresh,
+        stored_moments=lambda: stored_record_moments(warehouse),
+    )

@@ -14,12 +14,14 @@ from typing import Any
 
 import dlt
 
+from loaders.common.pipeline import RunOptions
 from loaders.common.quarantine import LoadStats, quarantined, rejection
-from loaders.common.warehouse import ConfigurationError
+from loaders.common.warehouse import ConfigurationError, Warehouse
 from loaders.odk_central.helpers import CentralSession, odata_time, parse_time
 from loaders.odk_central.settings import (
     ATTACHMENT_COLUMNS,
     ATTACHMENTS_TABLE,
+    DATASET,
     DEFAULT_ATTACHMENTS_STORAGE,
     DEFAULT_OVERLAP_SECONDS,
     DEFAULT_PAGE_SIZE,
@@ -455,3 +457,20 @@ def _attachments(
     stats.files_loaded += [f"{row['submission_id']}/{row['name']}" for row in rows if row.get("storage_key")]
     if rows:
         yield dlt.mark.with_hints(rows, ATTACHMENT_HINTS, create_table_variant=True)
+
+
+def build(stats: LoadStats, options: RunOptions, warehouse: Warehouse) -> Any:
+    """The ``odk_central`` sync as a run builds it."""
+    return odk_central(stats=stats, known_etags=stored_etags(warehouse), full_refresh=options.full_refresh)
+
+
+def stored_etags(warehouse: Warehouse) -> dict[tuple[str, str, str], str]:
+    """(form, submission, file name) -> ETag of the attachments already stored, so that an unchanged
+    file is not downloaded again."""
+    if not warehouse.has_table(DATASET, ATTACHMENTS_TABLE):
+        return {}
+    rows = warehouse.query(
+        f"select form_id, submission_id, name, etag from {DATASET}.{ATTACHMENTS_TABLE} "
+        "where etag is not null and storage_key is not null"
+    )
+    return {(form, sid, name): etag for form, sid, name, etag in rows}

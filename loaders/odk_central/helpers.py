@@ -11,7 +11,6 @@ import contextlib
 import json
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -19,8 +18,8 @@ from urllib.parse import quote
 
 from dlt.sources.helpers.requests import Client
 from requests import Response
-from requests.adapters import HTTPAdapter
 
+from loaders.common.attempts import CountingAdapter, RequestStats
 from loaders.common.warehouse import ConfigurationError, register_secret
 
 RENEW_BEFORE = timedelta(minutes=5)  # log in again this long before the token expires (at most)
@@ -28,38 +27,6 @@ RENEW_BEFORE = timedelta(minutes=5)  # log in again this long before the token e
 
 class CentralError(RuntimeError):
     """Central answered something the loader cannot use; the message says what and where."""
-
-
-@dataclass
-class RequestStats:
-    """Requests made, failed attempts (retried) and logins, for the run summary."""
-
-    requests: int = 0
-    http_errors: int = 0
-    logins: int = 0
-    bytes: int = 0
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def count(self, *, failed: bool = False, size: int = 0) -> None:
-        with self._lock:
-            self.requests += 1
-            self.http_errors += int(failed)
-            self.bytes += size
-
-
-class _CountingAdapter(HTTPAdapter):
-    def __init__(self, stats: RequestStats, pool_maxsize: int) -> None:
-        super().__init__(pool_maxsize=pool_maxsize)
-        self.stats = stats
-
-    def send(self, request: Any, *args: Any, **kwargs: Any) -> Any:
-        try:
-            response = super().send(request, *args, **kwargs)
-        except Exception:
-            self.stats.count(failed=True)
-            raise
-        self.stats.count(failed=response.status_code == 429 or response.status_code >= 500)
-        return response
 
 
 class CentralSession:
@@ -97,7 +64,7 @@ class CentralSession:
             raise_for_status=False,
         )
         self._client = client
-        adapter = _CountingAdapter(self.stats, pool_size)
+        adapter = CountingAdapter(self.stats, pool_size)
         self._adapter = adapter
         self._token: str | None = None
         self._expires_at: datetime | None = None

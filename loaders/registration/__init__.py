@@ -24,13 +24,15 @@ import dlt
 import sqlalchemy as sa
 from dlt.sources.sql_database import sql_table
 
+from loaders.common.pipeline import RunOptions
 from loaders.common.quarantine import LoadStats, quarantined, rejection
 from loaders.common.sqlsource import connect_source
 from loaders.common.values import figure, normalise_code, row_hash
-from loaders.common.warehouse import ConfigurationError
+from loaders.common.warehouse import ConfigurationError, Warehouse
 from loaders.registration.helpers import LevelConfig
 from loaders.registration.settings import (
     CODE,
+    DATASET,
     DEFAULT_CHUNK_SIZE,
     DELETED,
     NAME,
@@ -70,7 +72,7 @@ def registration(
     """One resource per level (and one for its deletions).
 
     ``selected`` names the levels to read (all when None); ``stored`` maps level -> code -> ``_row_hash``
-    of the rows in the warehouse (``loaders.registry.stored_registration_rows``); ``full_refresh`` reloads
+    of the rows in the warehouse (``stored_rows``); ``full_refresh`` reloads
     every row and reads incremental levels from the start.
     """
     configs = [LevelConfig.from_config(entry) for entry in levels]
@@ -225,3 +227,24 @@ def _deletions(level: LevelConfig, engine: sa.Engine, stored: Mapping[str, str],
             yield [{CODE: code, DELETED: True} for code in gone]
 
     return deletions
+
+
+def build(stats: LoadStats, options: RunOptions, warehouse: Warehouse) -> Any:
+    """The ``registration`` sync as a run builds it."""
+    return registration(
+        selected=options.levels, stored=stored_rows(warehouse), stats=stats, full_refresh=options.full_refresh
+    )
+
+
+def stored_rows(warehouse: Warehouse) -> dict[str, dict[str, str]]:
+    """level -> code -> ``_row_hash`` of the rows in the warehouse (to skip unchanged rows and to find
+    the codes the source no longer has)."""
+    tables = warehouse.query(
+        f"select table_name from information_schema.tables where table_schema = {warehouse.paramstyle}",
+        (DATASET,),
+    )
+    return {
+        level: dict(warehouse.query(f'select code, _row_hash from {DATASET}."{level}"'))
+        for (level,) in sorted(tables)
+        if not level.startswith("_dlt") and level != "rejected_rows"
+    }

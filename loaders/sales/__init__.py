@@ -21,8 +21,8 @@ import pyarrow.compute as pc
 from dlt.sources.helpers.requests import Client
 from dlt.sources.helpers.rest_client import RESTClient
 from dlt.sources.helpers.rest_client.paginators import PageNumberPaginator
-from requests.adapters import HTTPAdapter
 
+from loaders.common.attempts import counted
 from loaders.common.files import (
     DEFAULT_SETTLE_SECONDS,
     FileRejected,
@@ -31,6 +31,7 @@ from loaders.common.files import (
     files_to_read,
     header_key,
 )
+from loaders.common.pipeline import RunOptions
 from loaders.common.quarantine import quarantined
 from loaders.common.values import row_hash
 from loaders.common.warehouse import ROOT, ConfigurationError, Warehouse, register_secret
@@ -61,6 +62,37 @@ ORDERS_HINTS: dict[str, Any] = {
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+# --------------------------------------------------------------------------------------------------
+# The three syncs, as a run builds them (loaders/registry.py names them)
+# --------------------------------------------------------------------------------------------------
+
+
+def build_sales_csv(stats: LoadStats, options: RunOptions, warehouse: Warehouse) -> Any:
+    add_line_keys(warehouse)
+    # PostgreSQL takes the CSV load-file path (COPY as written); DuckDB takes Arrow tables
+    return sales_csv(
+        stats=stats, full_refresh=options.full_refresh, csv_load_files=warehouse.target == "postgres"
+    )
+
+
+def build_sales_api(stats: LoadStats, options: RunOptions, warehouse: Warehouse) -> Any:
+    add_line_keys(warehouse)
+    return sales_api(stats=stats, days=options.days, full_refresh=options.full_refresh)
+
+
+def build_sales_users(stats: LoadStats, options: RunOptions, warehouse: Warehouse) -> Any:
+    return sales_users(
+        stats=stats, existing=existing_user_emails(warehouse), full_refresh=options.full_refresh
+    )
+
+
+def existing_user_emails(warehouse: Warehouse) -> dict[str, str]:
+    """email -> username of the users already loaded (none on a new warehouse)."""
+    if not warehouse.has_table(DATASET, "users"):
+        return {}
+    return dict(warehouse.query(f"select email, username from {DATASET}.users"))
 
 
 def add_line_keys(warehouse: Warehouse) -> None:
@@ -221,29 +253,6 @@ def _orders_from_file(
 # --------------------------------------------------------------------------------------------------
 
 
-class CountingAdapter(HTTPAdapter):
-    """Counts every HTTP attempt and every failed one (429, 5xx, timeout, connection error).
-
-    dlt's client retries around ``Session.send``, so the adapter sees each attempt: the counts make
-    the retries observable in the run summary and the audit.
-    """
-
-    def __init__(self, stats: LoadStats) -> None:
-        super().__init__()
-        self.stats = stats
-
-    def send(self, request: Any, *args: Any, **kwargs: Any) -> Any:
-        self.stats.requests += 1
-        try:
-            response = super().send(request, *args, **kwargs)
-        except Exception:
-            self.stats.http_errors += 1
-            raise
-        if response.status_code == 429 or response.status_code >= 500:
-            self.stats.http_errors += 1
-        return response
-
-
 @dlt.source(name="sales_api", max_table_nesting=0)
 def sales_api(
     base_url: str = dlt.config.value,
@@ -287,9 +296,7 @@ def sales_api(
         if full_refresh:
             state.clear()
         session = http.session
-        adapter = CountingAdapter(stats)
-        session.mount("http://", adapter)
-        session.mount("https://", adapter)
+        counted(session, stats)  # every attempt, retries included, in the run's counts
         today = _now().date()
         start = _window_start(state.get("cursor"), days, initial_start_date, lookback_days, today)
         client = RESTClient(
