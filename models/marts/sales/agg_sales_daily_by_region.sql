@@ -8,10 +8,10 @@ daily_by_region as (
     select
         order_date,
         region,
-        count(distinct order_id) as order_count,
-        count(*) as order_line_count,
-        sum(quantity) as units_sold,
-        sum(total_amount) as revenue
+        cast(count(distinct order_id) as bigint) as order_count,
+        cast(count(*) as bigint) as order_line_count,
+        cast(sum(quantity) as bigint) as units_sold,
+        cast(sum(total_amount) as numeric(28, 6)) as revenue
     from fct_sales
     group by order_date, region
 )
