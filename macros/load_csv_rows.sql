@@ -2,6 +2,8 @@
     Seeds on PostgreSQL: dbt's default inserts render one `get_binding_char()` call per cell, which
     costs about 25 s for the 437,690 cells of the PSGC seed (dbt-labs/dbt-core#5309). The placeholder
     row is rendered once here; the statements and bindings are those of dbt's `default__load_csv_rows`.
+    Tied to dbt 1.11's seed materialization (pyproject pins dbt-core <1.12): tests/test_seeds.py checks
+    that every seed still lands row for row as its CSV says, on both targets.
 #}
 {% macro postgres__load_csv_rows(model, agate_table) %}
     {% set batch_size = get_batch_size() %}
