@@ -60,9 +60,9 @@ def invoke(
         "--target",
         warehouse.target,
         "--quiet",
-        "--select",
-        *select,
     ]
+    if select:
+        args += ["--select", *select]
     if exclude:
         args += ["--exclude", *exclude]
     if full_refresh:
@@ -71,7 +71,7 @@ def invoke(
         args += ["--vars", json.dumps(variables)]
     with scoped_env(warehouse.env()):
         result = dbtRunner().invoke(args)
-    nodes = list(result.result or []) if result.result is not None else []
+    nodes = list(getattr(result.result, "results", None) or [])  # (dbt parse returns a manifest)
     failures = [
         f"{node.node.name}: {redact(str(node.message))}"
         for node in nodes

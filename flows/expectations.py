@@ -5,9 +5,10 @@ The suites, validation definitions and checkpoints are files in the GX file cont
 with an explicit, empty action list). This module only runs them and turns GX's results into an
 :class:`ExpectationsResult` the flow can record.
 
-Each mart belongs to a dbt source (:data:`MART_SOURCES`); ``run_expectations(warehouse, sources)``
-checks the marts of the given sources only, so a deployment that never loads a source (a sales-only
-one, say) is not failed for that source's missing marts.
+A mart is checked when its YAML says so (``meta: {expectations: true}``, with a suite of its name in
+``gx/expectations/``); ``run_expectations(warehouse, sources)`` checks the marts built from the given
+dbt sources only (their lineage, from dbt's manifest: ``flows.manifest``), so a deployment that never
+loads a source (a sales-only one, say) is not failed for that source's missing marts.
 
 - PostgreSQL: GX's SQL (postgres) datasource, so the checks run in the database. The connection
   string reaches GX in memory only (``runtime_environment``), never through a file in ``gx/``.
@@ -39,17 +40,6 @@ if TYPE_CHECKING:
 
 GX_DIR: Path = ROOT / "gx"
 MARTS_SCHEMA = "marts"
-#: The dbt source each mart is built from (the names ``flows.pipeline.available_dbt_sources`` returns).
-MART_SOURCES: dict[str, str] = {
-    "fct_sales": "sales",
-    "agg_sales_daily_by_region": "sales",
-    "dim_users": "sales",
-    "fct_rental_submissions_unified": "odk_central",
-    "dim_wards": "registration",
-    "agg_municipality_coverage": "communities",
-}
-#: The marts checked, in order; each has a suite of the same name in ``gx/expectations/``.
-MARTS: tuple[str, ...] = tuple(MART_SOURCES)
 #: The substitution variable ``gx/great_expectations.yml`` reads the PostgreSQL URL from.
 POSTGRES_URL_VARIABLE = "ELT_GX_POSTGRES_URL"
 POSTGRES_DATASOURCE = "postgres_marts"
@@ -112,13 +102,22 @@ class ExpectationsResult:
         )
 
 
-def marts_of(sources: Collection[str] | None = None) -> list[str]:
-    """The marts of ``sources`` (dbt source names such as ``sales``), in :data:`MARTS` order;
-    all of them for None. Names without marts (``audit``, say) select nothing."""
+def checked_marts(warehouse: Warehouse) -> dict[str, frozenset[str]]:
+    """The marts with a suite (``meta: {expectations: true}``), by name, with the dbt sources each is
+    built from."""
+    from flows.manifest import declaring
+
+    return {model.name: model.sources for model in declaring(warehouse, "expectations")}
+
+
+def marts_of(warehouse: Warehouse, sources: Collection[str] | None = None) -> list[str]:
+    """The checked marts built from ``sources`` (dbt source names such as ``sales``), by name; all of
+    them for None. Names without marts (``audit``, say) select nothing."""
+    marts = checked_marts(warehouse)
     if sources is None:
-        return list(MARTS)
+        return list(marts)
     selected = {sources} if isinstance(sources, str) else set(sources)
-    return [mart for mart in MARTS if MART_SOURCES[mart] in selected]
+    return [mart for mart, built_from in marts.items() if built_from & selected]
 
 
 def run_expectations(
@@ -134,7 +133,8 @@ def run_expectations(
     """
     started = time.perf_counter()
     failures: list[ExpectationFailure] = []
-    marts = marts_of(sources)
+    built_from = checked_marts(warehouse)
+    marts = marts_of(warehouse, sources)
     if warehouse.target == "duckdb":
         frames = _read_duckdb_marts(warehouse, marts)
         present = [mart for mart in marts if mart in frames]
@@ -145,7 +145,7 @@ def run_expectations(
         present = _existing_marts(warehouse, marts)
         runtime_environment = {POSTGRES_URL_VARIABLE: warehouse.sqlalchemy_url()}
     for mart in marts:
-        if mart not in present and MART_SOURCES[mart] not in waiting:
+        if mart not in present and not built_from[mart] & set(waiting):
             failures.append(
                 ExpectationFailure(
                     suite=mart,

@@ -303,9 +303,10 @@ def rollups(
 ) -> StepOutcome | None:
     """Audit each rollup rebuilt as a sync type; report reconciliation mismatches and demographic
     exceptions."""
-    from flows.rollups import ROLLUPS, record_rollups
+    from flows.rollups import audited, record_rollups
 
-    sources = [name for name in built if name in ROLLUPS]
+    declared = audited(warehouse)
+    sources = [name for name in built if name in declared]
     if not sources:
         return None
     waiting = {table.split(".", 1)[0] for table in not_loaded or []}

@@ -25,35 +25,23 @@ class Finding:
     relation: str  # what the count reads
 
 
-ROLLUPS: dict[str, tuple[Rollup, ...]] = {
-    "registration": (
-        Rollup("registration.rollup.wards", "marts.dim_wards"),
-        Rollup("registration.rollup.constituencies", "marts.dim_constituencies"),
-        Rollup("registration.rollup.counties", "marts.dim_counties"),
-        Rollup("registration.demographics", "marts.agg_demographics_by_area"),
-    ),
-    "communities": (
-        Rollup("communities.rollup.municipalities", "marts.agg_municipality_coverage"),
-        Rollup("communities.rollup.provinces", "marts.agg_province_coverage"),
-        Rollup("communities.rollup.regions", "marts.agg_region_coverage"),
-    ),
-}
-FINDINGS: dict[str, tuple[Finding, ...]] = {
-    "registration": (
-        Finding(
-            "areas do not reconcile",
-            "select count(*) from audit.rpt_registration_reconciliation where status <> 'match'",
-            "elt reconcile registration",
-            "audit.rpt_registration_reconciliation",
-        ),
-        Finding(
-            "areas without registered voters left out of the demographics",
-            "select count(*) from audit.rpt_demographics_exceptions",
-            "audit.rpt_demographics_exceptions",
-            "audit.rpt_demographics_exceptions",
-        ),
-    ),
-}
+def audited(warehouse: Warehouse) -> dict[str, tuple[list[Rollup], list[Finding]]]:
+    """dbt source -> (its rollups, its findings), as the models' YAML declares them (``meta: {rollup:
+    <sync type>}``, ``meta: {finding: {what, where, count_where}}``; see ``flows.manifest``)."""
+    from flows.manifest import declaring
+
+    by_source: dict[str, tuple[list[Rollup], list[Finding]]] = {}
+    for model in declaring(warehouse, "rollup"):
+        for source in model.sources:
+            by_source.setdefault(source, ([], []))[0].append(Rollup(model.meta["rollup"], model.relation))
+    for model in declaring(warehouse, "finding"):
+        finding = model.meta["finding"]
+        sql = f"select count(*) from {model.relation} where {finding.get('count_where', 'true')}"
+        for source in model.sources:
+            by_source.setdefault(source, ([], []))[1].append(
+                Finding(finding["what"], sql, finding.get("where", model.relation), model.relation)
+            )
+    return by_source
 
 
 def coverage_mark(warehouse: Warehouse) -> Any:
@@ -88,13 +76,7 @@ def coverage_changes(warehouse: Warehouse, since: Any) -> str | None:
 
 
 def _exists(warehouse: Warehouse, relation: str) -> bool:
-    schema, name = relation.split(".", 1)
-    rows = warehouse.query(
-        "select count(*) from information_schema.tables where table_schema = "
-        f"{warehouse.paramstyle} and table_name = {warehouse.paramstyle}",
-        (schema, name),
-    )
-    return bool(rows[0][0])
+    return warehouse.has_table(*relation.split(".", 1))
 
 
 def record_rollups(
@@ -111,14 +93,16 @@ def record_rollups(
     rows = 0
     findings: list[str] = []
     notes: list[str] = []
+    declared = audited(warehouse)
     for source in sources:
+        source_rollups, source_findings = declared.get(source, ([], []))
         if source in waiting:
-            unbuilt = [r.relation for r in ROLLUPS.get(source, ()) if not _exists(warehouse, r.relation)]
-            unbuilt += [f.where for f in FINDINGS.get(source, ()) if not _exists(warehouse, f.relation)]
+            unbuilt = [r.relation for r in source_rollups if not _exists(warehouse, r.relation)]
+            unbuilt += [f.where for f in source_findings if not _exists(warehouse, f.relation)]
             if unbuilt:
                 notes.append(f"not built until {source} has all its tables: {', '.join(unbuilt)}")
                 continue
-        for rollup in ROLLUPS.get(source, ()):
+        for rollup in source_rollups:
             run = audit.SyncRun(sync_type=rollup.sync_type, flow_run_id=flow_run_id)
             try:
                 run.records_processed = int(warehouse.query(f"select count(*) from {rollup.relation}")[0][0])
@@ -128,7 +112,7 @@ def record_rollups(
             run.metadata = {"relation": rollup.relation}
             audit.record(warehouse, run.succeed())
             rows += run.records_processed
-        for finding in FINDINGS.get(source, ()):
+        for finding in source_findings:
             count = int(warehouse.query(finding.sql)[0][0])
             if count:
                 findings.append(f"{count} {finding.what} ({finding.where})")

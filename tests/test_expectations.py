@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.expectations import GX_DIR, MART_SOURCES, MARTS, ExpectationsResult, run_expectations
+from flows.expectations import GX_DIR, ExpectationsResult, checked_marts, run_expectations
 from loaders.common.warehouse import ROOT, Warehouse
 
 LOADED_AT = dt.datetime(2024, 3, 2, 6, 0, 0)
@@ -39,10 +39,16 @@ DIM_USERS = [
     ("carol", "carol@example.co.ke", "analyst", False),
 ]
 
-SALES_MARTS = ["fct_sales", "agg_sales_daily_by_region", "dim_users"]
+SALES_MARTS = ["agg_sales_daily_by_region", "dim_users", "fct_sales"]  # (suites run by name)
 # The marts these tests build by hand (create_marts), and the sources they come from.
 HAND_BUILT = ("sales", "odk_central")
-HAND_BUILT_MARTS = [mart for mart in MARTS if MART_SOURCES[mart] in HAND_BUILT]
+
+
+def hand_built_marts(warehouse: Warehouse) -> list[str]:
+    """The checked marts (by their YAML's meta, through dbt's manifest) of the hand-built sources."""
+    return [mart for mart, built_from in checked_marts(warehouse).items() if built_from & set(HAND_BUILT)]
+
+
 ODK_MART = "fct_rental_submissions_unified"
 SUBMITTED_AT = dt.datetime(2026, 1, 5, 8, 0, 0)
 PLUS_CODE_LINK = '<a href="https://plus.codes/6GCRPR6C+24">6GCRPR6C+24</a>'
@@ -164,8 +170,8 @@ def test_good_marts_pass(warehouse: Warehouse) -> None:
 
     assert result.failures == [], result.message()
     assert result.success
-    assert result.suites_run == HAND_BUILT_MARTS
-    assert result.evaluated == sum(suite_size(mart) for mart in HAND_BUILT_MARTS)
+    assert result.suites_run == hand_built_marts(warehouse)
+    assert result.evaluated == sum(suite_size(mart) for mart in hand_built_marts(warehouse))
     assert "passed" in result.message()
 
 
@@ -279,7 +285,7 @@ def test_bad_data_fails_naming_suite_and_expectation(warehouse: Warehouse, case:
     result = run_expectations(warehouse, sources=HAND_BUILT)
 
     assert not result.success
-    assert result.suites_run == HAND_BUILT_MARTS
+    assert result.suites_run == hand_built_marts(warehouse)
     assert [(f.suite, f.expectation, f.column) for f in result.failures] == [(suite, expectation, column)], (
         result.message()
     )
@@ -300,18 +306,18 @@ def test_every_failure_has_its_own_line(warehouse: Warehouse) -> None:
 
     result = run_expectations(warehouse, sources=HAND_BUILT)
 
-    assert [(f.suite, f.expectation, f.column) for f in result.failures] == [
-        ("fct_sales", "expect_table_columns_to_match_set", None),
-        ("fct_sales", "expect_column_values_to_not_be_null", "region"),
+    assert [(f.suite, f.expectation, f.column) for f in result.failures] == [  # suites by name
         ("agg_sales_daily_by_region", "expect_table_row_count_to_be_between", None),
         ("dim_users", "expect_column_values_to_not_be_null", "email"),
+        ("fct_sales", "expect_table_columns_to_match_set", None),
+        ("fct_sales", "expect_column_values_to_not_be_null", "region"),
     ], result.message()
     lines = result.message().splitlines()
     assert len(lines) == 4
-    assert "missing columns ['region']" in lines[0]
-    assert 'raised an error: Error: The column "region"' in lines[1]
-    assert "observed 0; expected min_value=1" in lines[2]
-    assert "1 unexpected value(s) of 3 row(s)" in lines[3]
+    assert "observed 0; expected min_value=1" in lines[0]
+    assert "1 unexpected value(s) of 3 row(s)" in lines[1]
+    assert "missing columns ['region']" in lines[2]
+    assert 'raised an error: Error: The column "region"' in lines[3]
 
 
 def test_missing_mart_is_a_failure(warehouse: Warehouse) -> None:
@@ -321,7 +327,7 @@ def test_missing_mart_is_a_failure(warehouse: Warehouse) -> None:
     result = run_expectations(warehouse, sources=HAND_BUILT)
 
     assert not result.success
-    assert result.suites_run == ["fct_sales", "agg_sales_daily_by_region", ODK_MART]
+    assert result.suites_run == ["agg_sales_daily_by_region", ODK_MART, "fct_sales"]
     assert [(f.suite, f.expectation) for f in result.failures] == [("dim_users", "table_exists")]
     assert "marts.dim_users not found" in result.message()
     assert "dbt build" in result.message()
@@ -343,10 +349,13 @@ def test_only_the_marts_of_the_selected_sources_are_checked(warehouse: Warehouse
         assert not result.success
         assert result.suites_run == SALES_MARTS
         missing = [(f.suite, f.expectation) for f in result.failures]
-        others = [
-            (mart, "table_exists") for mart in MARTS if MART_SOURCES[mart] not in ("sales", "odk_central")
+        expected = [
+            (mart, "table_exists")
+            for mart, built_from in checked_marts(warehouse).items()
+            if "sales" not in built_from and (sources is None or built_from & set(sources))
         ]
-        assert missing == [(ODK_MART, "table_exists")] + (others if sources is None else [])
+        assert (ODK_MART, "table_exists") in expected
+        assert missing == expected
         assert f"marts.{ODK_MART} not found" in result.message()
 
     nothing = run_expectations(warehouse, sources=["audit"])
@@ -362,11 +371,6 @@ def test_odk_suite_alone(warehouse: Warehouse) -> None:
     assert result.failures == [], result.message()
     assert result.suites_run == [ODK_MART]
     assert result.evaluated == suite_size(ODK_MART)
-
-
-def test_every_mart_belongs_to_its_dbt_source() -> None:
-    for mart, source in MART_SOURCES.items():
-        assert (ROOT / "models" / "marts" / source / f"{mart}.sql").is_file(), mart
 
 
 def test_runs_leave_gx_folder_untouched_and_write_no_secret(warehouse: Warehouse) -> None:
@@ -407,12 +411,19 @@ def test_no_connection_outlives_the_run(warehouse: Warehouse) -> None:
         assert rows == [(0,)]
 
 
-def test_gx_folder_holds_suites_and_explicit_actions() -> None:
+def test_every_checked_mart_has_its_suite_and_checkpoints(warehouse: Warehouse) -> None:
+    """The marts whose YAML says ``meta: {expectations: true}`` (read from dbt's manifest), each built
+    from one dbt source and kept in that source's folder, and nothing else, have suites and checkpoints."""
+    marts = checked_marts(warehouse)
+    assert set(HAND_BUILT) < set().union(*marts.values())
+    for mart, built_from in marts.items():
+        (source,) = built_from
+        assert (ROOT / "models" / "marts" / source / f"{mart}.sql").is_file(), mart
     suites = {path.stem for path in (GX_DIR / "expectations").glob("*.json")}
-    assert suites == set(MARTS)
+    assert suites == set(marts)
     checkpoints = sorted((GX_DIR / "checkpoints").glob("*.json"))
     assert {path.stem for path in checkpoints} == {
-        f"{mart}__{target}" for mart in MARTS for target in ("duckdb", "postgres")
+        f"{mart}__{target}" for mart in marts for target in ("duckdb", "postgres")
     }
     for path in checkpoints:
         assert json.loads(path.read_text())["actions"] == [], path

@@ -1,0 +1,69 @@
+"""What dbt knows of its models, read from its manifest instead of copied into Python: which dbt sources
+each model is built from (its lineage) and what its YAML ``meta`` declares for the run:
+
+* ``expectations: true`` - a Great Expectations suite of the model's name checks it after the build;
+* ``rollup: <sync type>`` - its rows are audited as that sync type after the build;
+* ``finding: {what, where, count_where}`` - the rows matching ``count_where`` are counted in the run
+  summary as "N <what> (<where>)".
+
+The manifest is the one dbt wrote for this warehouse (``flows.dbt_runner.artifacts_path``) at its last
+invocation, a build in the same run as a rule; when there is none yet, ``dbt parse`` writes it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from loaders.common.warehouse import Warehouse
+
+
+@dataclass(frozen=True)
+class Model:
+    name: str
+    relation: str  # schema.name, as readers query it
+    sources: frozenset[str]  # the dbt sources it is built from, however far up
+    meta: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+
+def models(warehouse: Warehouse) -> dict[str, Model]:
+    """Every model and snapshot of the project, by name."""
+    from flows.dbt_runner import artifacts_path, invoke
+
+    path = artifacts_path(warehouse) / "manifest.json"
+    if not path.exists():
+        invoke(warehouse, "parse", [])
+    return _read(path, path.stat().st_mtime_ns)
+
+
+@cache
+def _read(path: Path, _version: int) -> dict[str, Model]:
+    manifest = json.loads(path.read_text())
+    parents: dict[str, list[str]] = manifest["parent_map"]
+    source_names = {uid: node["source_name"] for uid, node in manifest["sources"].items()}
+    upstream: dict[str, frozenset[str]] = {}
+
+    def sources_of(uid: str) -> frozenset[str]:
+        if uid in source_names:
+            return frozenset({source_names[uid]})
+        if uid not in upstream:
+            upstream[uid] = frozenset()  # (a cycle cannot happen in dbt; this only stops recursion)
+            upstream[uid] = frozenset().union(*(sources_of(parent) for parent in parents.get(uid, [])))
+        return upstream[uid]
+
+    found = {}
+    for uid, node in manifest["nodes"].items():
+        if node["resource_type"] not in ("model", "snapshot"):
+            continue
+        meta = {**node.get("meta", {}), **node.get("config", {}).get("meta", {})}
+        relation = f"{node['schema']}.{node.get('alias') or node['name']}"
+        found[node["name"]] = Model(node["name"], relation, sources_of(uid), meta)
+    return found
+
+
+def declaring(warehouse: Warehouse, key: str) -> list[Model]:
+    """The models whose meta declares ``key``, by name."""
+    return sorted((m for m in models(warehouse).values() if key in m.meta), key=lambda m: m.name)
