@@ -6,11 +6,13 @@ The module is not called ``dbt``: Prefect puts an entrypoint's folder first on t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from loaders.common import audit
 from loaders.common.warehouse import ROOT, Warehouse, redact, scoped_env
 
 
@@ -69,7 +71,9 @@ def invoke(
         args.append("--full-refresh")
     if variables:
         args += ["--vars", json.dumps(variables)]
-    with scoped_env(warehouse.env()):
+    # on DuckDB, dbt's instance needs the file to itself: this process's heartbeats wait meanwhile
+    pause = audit.paused() if warehouse.target == "duckdb" else contextlib.nullcontext()
+    with scoped_env(warehouse.env()), pause:
         result = dbtRunner().invoke(args)
     nodes = list(getattr(result.result, "results", None) or [])  # (dbt parse returns a manifest)
     failures = [

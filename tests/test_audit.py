@@ -116,3 +116,16 @@ def test_a_run_whose_lock_session_ends_takes_it_again_or_says_it_lost_it(warehou
             other.release()
 
     assert problem is not None and "run run-two" in problem
+
+
+@pytest.mark.parametrize("target", ["duckdb"])
+def test_heartbeats_wait_while_dbt_holds_the_duckdb_file(warehouse: Warehouse) -> None:
+    """dbt-duckdb attaches the file in an instance of its own, which fails if a heartbeat of the same
+    process has it open at that moment ("Unique file handle conflict"): heartbeats wait for dbt."""
+    from flows.dbt_runner import invoke
+
+    results = []
+    with audit.heartbeat(warehouse, every_seconds=0.002):
+        for _ in range(5):
+            results.append(invoke(warehouse, "seed", ["kenya_county_demographics"]))
+    assert [r.error for r in results if not r.success] == []

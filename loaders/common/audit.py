@@ -241,6 +241,15 @@ def beat(warehouse: Warehouse) -> None:
     )
 
 
+@contextmanager
+def paused() -> Iterator[None]:
+    """No audit write from this process (heartbeats wait) until the block ends: dbt-duckdb attaches the
+    DuckDB file in an instance of its own, which fails while another connection of this process has the
+    file open, as a heartbeat briefly does."""
+    with _write_lock:
+        yield
+
+
 def heartbeat_seconds() -> float:
     """``ELT_HEARTBEAT_SECONDS``: how often a running attempt says it is alive (30 s by default)."""
     return number_setting("ELT_HEARTBEAT_SECONDS", HEARTBEAT_SECONDS, minimum=0.05)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -147,7 +148,8 @@ class Warehouse:
             assert self.duckdb_path is not None
             self.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
             try:
-                conn = duckdb.connect(str(self.duckdb_path))
+                with _DUCKDB_OPENING:
+                    conn = duckdb.connect(str(self.duckdb_path))
             except duckdb.IOException as exc:
                 if "lock" not in str(exc).lower():
                     raise
@@ -197,6 +199,11 @@ class Warehouse:
             # no parameters: no placeholder parsing either (a literal % stays as written on PostgreSQL)
             cur.execute(sql, params or None)
             return cur.fetchall() if cur.description else []
+
+
+# DuckDB (1.4 and later) can fail two threads of one process that open the same file at the same
+# moment ("Unique file handle conflict", duckdb/duckdb-python#392): a heartbeat and the run, say.
+_DUCKDB_OPENING = threading.Lock()
 
 
 def number_setting(name: str, default: float, *, minimum: float = 0.0, whole: bool = False) -> float:
