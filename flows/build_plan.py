@@ -52,7 +52,7 @@ class BuildPlan:
     fingerprint: str
     marks: dict[str, str | None] = field(default_factory=dict)  # what the build will have seen
     # Seeds are part of the project (the fingerprint): loaded, with the models built from them alone
-    # (e.g. dim_psgc_areas), with a source's first build and when the project changed, not for new
+    # (e.g. the PSGC hierarchy), with a source's first build and when the project changed, not for new
     # data. None = those of every source built.
     seed_sources: list[str] | None = None
 

@@ -127,6 +127,11 @@ def drop_scratch(warehouse: Warehouse) -> None:
 def apply(warehouse: Warehouse) -> DbtResult:
     """Build the published coverage models (with the overrides as they are now), their tests and the change
     snapshot. The PSGC reference seed is loaded by the main run (with the project's first build and when it
-    changes); ``dim_psgc_areas`` is rebuilt from it here too, so the rollups never read a hierarchy older
-    than the seed (or none, on a warehouse built before that table existed)."""
-    return invoke(warehouse, "build", [OVERRIDES_SEED, "dim_psgc_areas", "source:communities+"])
+    changes); the hierarchy (``int_psgc_areas_located``, published as ``dim_psgc_areas``) is rebuilt from it
+    here too, so the rollups never read one older than the seed (or none, on a warehouse built before
+    that table existed)."""
+    return invoke(
+        warehouse,
+        "build",
+        [OVERRIDES_SEED, "int_psgc_areas_located", "dim_psgc_areas", "source:communities+"],
+    )

@@ -222,7 +222,7 @@ def dbt_build(
     build = plan(warehouse, available_dbt_sources(warehouse), full_refresh)
     if not build.sources:
         return StepOutcome(name="dbt_build", status="skipped", detail=build.reason), []
-    # a source's seeds with the models built from them (e.g. dim_psgc_areas, from the PSGC alone)
+    # a source's seeds with the models built from them (e.g. the PSGC hierarchy, from the seed alone)
     seeds = [f"path:seeds/{name}+" for name in build.seeds() if (ROOT / "seeds" / name).is_dir()]
     not_loaded = missing_source_tables(warehouse, build.sources)
     run = audit.SyncRun(sync_type="dbt_build", flow_run_id=flow_run_id)

@@ -6,7 +6,7 @@ records as (
 ),
 
 areas as (
-    select * from {{ ref('dim_psgc_areas') }}
+    select * from {{ ref('int_psgc_areas_located') }}
 ),
 
 live_records as (

@@ -5,7 +5,7 @@ municipal_figures as (
 ),
 
 areas as (
-    select * from {{ ref('dim_psgc_areas') }}
+    select * from {{ ref('int_psgc_areas_located') }}
 ),
 
 coverage_overrides as (
