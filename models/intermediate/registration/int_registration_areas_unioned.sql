@@ -3,19 +3,19 @@
 with
 
 counties as (
-    select * from {{ ref('dim_counties') }}
+    select * from {{ ref('int_registration_counties_rolled_up') }}
 ),
 
 constituencies as (
-    select * from {{ ref('dim_constituencies') }}
+    select * from {{ ref('int_registration_constituencies_rolled_up') }}
 ),
 
 wards as (
-    select * from {{ ref('dim_wards') }}
+    select * from {{ ref('int_registration_wards_rolled_up') }}
 ),
 
 polling_stations as (
-    select * from {{ ref('dim_polling_stations') }}
+    select * from {{ ref('int_registration_polling_stations_placed') }}
 ),
 
 unioned as (
