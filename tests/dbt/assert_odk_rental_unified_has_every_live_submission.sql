@@ -6,8 +6,8 @@ stg_odk_central__submissions as (
     select * from {{ ref('stg_odk_central__submissions') }}
 ),
 
-stg_odk_central__person_details as (
-    select * from {{ ref('stg_odk_central__person_details') }}
+int_rental_survey_persons_parsed as (
+    select * from {{ ref('int_rental_survey_persons_parsed') }}
 ),
 
 fct_rental_submissions_unified as (
@@ -18,7 +18,7 @@ persons_per_submission as (
     select
         submission_id,
         count(*) as person_count
-    from stg_odk_central__person_details
+    from int_rental_survey_persons_parsed
     group by submission_id
 ),
 

@@ -24,8 +24,8 @@ stg_odk_central__submissions as (
     where form_id = 'rental_survey'
 ),
 
-stg_odk_central__person_details as (
-    select * from {{ ref('stg_odk_central__person_details') }}
+persons as (
+    select * from {{ ref('int_rental_survey_persons_parsed') }}
 ),
 
 stg_odk_central__attachments as (
@@ -53,7 +53,7 @@ stg_odk_central__attachments as (
         select
             submission_id,
             loaded_at
-        from stg_odk_central__person_details
+        from persons
         union all
         select
             submission_id,
@@ -130,22 +130,22 @@ persons_per_submission as (
         count(*) as person_count,
         {{ dbt.listagg(
             dbt.concat([
-                "coalesce(stg_odk_central__person_details.person_name, '?')",
+                "coalesce(persons.person_name, '?')",
                 "' ('",
-                "coalesce(cast(stg_odk_central__person_details.age as "
+                "coalesce(cast(persons.age as "
                 ~ dbt.type_string() ~ "), '?')",
                 "', '",
-                "coalesce(stg_odk_central__person_details.sex, '?')",
+                "coalesce(persons.sex, '?')",
                 "')'",
             ]),
             "'; '",
-            "order by stg_odk_central__person_details.person_name, "
-            ~ "stg_odk_central__person_details.person_id",
+            "order by persons.person_name, "
+            ~ "persons.person_id",
         ) }} as person_list,
-        max(stg_odk_central__person_details.loaded_at) as loaded_at
+        max(persons.loaded_at) as loaded_at
     from rental_submissions
-    inner join stg_odk_central__person_details
-        on rental_submissions.submission_id = stg_odk_central__person_details.submission_id
+    inner join persons
+        on rental_submissions.submission_id = persons.submission_id
     group by rental_submissions.submission_id
 ),
 

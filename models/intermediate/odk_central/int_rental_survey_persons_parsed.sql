@@ -1,3 +1,7 @@
+-- The rental survey's `person_details` repeat rows with their fields taken out of the JSON: a
+-- view, so that the mart's unit test can give it rows.
+{{ config(materialized='view') }}
+
 with
 
 stg_odk_central__repeat_rows as (
