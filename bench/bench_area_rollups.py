@@ -78,7 +78,7 @@ def _one_run(part: str) -> dict[str, Any]:
     done = time.perf_counter()
     if built.status == "error":
         raise RuntimeError(f"dbt build failed: {built.error}")
-    nodes, node_seconds = _dbt_nodes() if sources else (0, 0.0)
+    nodes, node_seconds = _dbt_nodes(warehouse) if sources else (0, 0.0)
     return {
         "dbt_nodes": nodes,
         "dbt_node_seconds": node_seconds,
@@ -93,9 +93,11 @@ def _one_run(part: str) -> dict[str, Any]:
     }
 
 
-def _dbt_nodes() -> tuple[int, float]:
+def _dbt_nodes(warehouse: Any) -> tuple[int, float]:
     """(nodes, seconds inside them summed over dbt's threads) of the last dbt invocation."""
-    results = json.loads((ROOT / "target" / "run_results.json").read_text())["results"]
+    from flows.dbt_runner import artifacts_path
+
+    results = json.loads((artifacts_path(warehouse) / "run_results.json").read_text())["results"]
     return len(results), sum(node["execution_time"] for node in results)
 
 

@@ -1,3 +1,6 @@
+-- A table: the next level up, its dim_ mart and its tests all read it.
+{{ config(materialized='table') }}
+
 with
 
 reference_wards as (

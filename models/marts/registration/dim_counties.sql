@@ -1,3 +1,6 @@
+-- A view of the intermediate table that holds the level (built once, tested there).
+{{ config(materialized='view') }}
+
 with
 
 counties as (

@@ -1,3 +1,6 @@
+-- A view of the intermediate model that places each station (tested here).
+{{ config(materialized='view') }}
+
 with
 
 polling_stations as (
