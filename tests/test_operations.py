@@ -175,7 +175,10 @@ def test_a_killed_run_is_abandoned_and_the_next_run_finishes_the_job(
     assert [status for status, _ in runs] == ["abandoned", "success"]
     assert f":{killed.pid} ended without finishing" in (runs[0][1] or "")
     assert "last heartbeat" in (runs[0][1] or "")
-    assert heartbeat_after_start(warehouse, "elt_run") > 0.2  # it beat while it ran
+    if target == "postgres" or point == "dbt":
+        # it beat while it ran (on DuckDB, heartbeats wait while dlt or dbt holds the file, so a run
+        # killed in its first load has not beaten yet: audit.paused)
+        assert heartbeat_after_start(warehouse, "elt_run") > 0.2
     code, out, _ = elt(["status"], elt_env(env))
     cells = next(row for row in out.splitlines() if row.startswith("elt_run ")).split()
     # sync_type, status, last sync (date, time), last attempt (date, time), ok, failed, abandoned

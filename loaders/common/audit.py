@@ -243,9 +243,10 @@ def beat(warehouse: Warehouse) -> None:
 
 @contextmanager
 def paused() -> Iterator[None]:
-    """No audit write from this process (heartbeats wait) until the block ends: dbt-duckdb attaches the
-    DuckDB file in an instance of its own, which fails while another connection of this process has the
-    file open, as a heartbeat briefly does."""
+    """No audit write from this process (heartbeats wait) until the block ends. On DuckDB, dlt and dbt
+    open the file in instances of their own, and DuckDB (1.4 and later) can fail an open of a file that
+    another thread of the process opens or closes at that moment ("Unique file handle conflict",
+    duckdb/duckdb-python#392), as a heartbeat does."""
     with _write_lock:
         yield
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -12,6 +13,7 @@ from typing import Any
 
 import dlt
 
+from loaders.common import audit
 from loaders.common.warehouse import Warehouse
 
 
@@ -70,7 +72,10 @@ def run_source(
     """
     os.environ.setdefault("RUNTIME__LOG_LEVEL", "WARNING")
     prefix = f"{WORKDIR_PREFIX}{pipeline_name}-{os.getpid()}-"
-    with tempfile.TemporaryDirectory(prefix=prefix) as workdir:
+    # On DuckDB, dlt's connections need the file to themselves: this process's heartbeats wait (see
+    # audit.paused); the run lock's holder file says the run is alive meanwhile.
+    pause = audit.paused() if warehouse.target == "duckdb" else contextlib.nullcontext()
+    with pause, tempfile.TemporaryDirectory(prefix=prefix) as workdir:
         pipeline = dlt.pipeline(
             pipeline_name=pipeline_name,
             destination=warehouse.dlt_destination(),
