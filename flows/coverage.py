@@ -44,20 +44,11 @@ class CoverageError(RuntimeError):
     """The coverage models could not be built; the message has dbt's reason."""
 
 
-def _relation_exists(warehouse: Warehouse, schema: str, table: str) -> bool:
-    rows = warehouse.query(
-        "select count(*) from information_schema.tables where table_schema = "
-        f"{warehouse.paramstyle} and table_name = {warehouse.paramstyle}",
-        (schema, table),
-    )
-    return bool(rows[0][0])
-
-
 def _diff_level(
     warehouse: Warehouse, level: str, model: str, key: str, scratch: str, region: str | None, sample: int
 ) -> LevelChanges:
     changes = LevelChanges(level)
-    published = f"marts.{model}" if _relation_exists(warehouse, "marts", model) else None
+    published = f"marts.{model}" if warehouse.has_table("marts", model) else None
     differs = (
         " or ".join(f"coalesce(new.{column}, -1) <> coalesce(old.{column}, -1)" for column in COMPARED)
         + " or new.is_overridden <> old.is_overridden"

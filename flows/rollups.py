@@ -75,10 +75,6 @@ def coverage_changes(warehouse: Warehouse, since: Any) -> str | None:
     return "coverage rows created/updated/removed: " + ", ".join(parts)
 
 
-def _exists(warehouse: Warehouse, relation: str) -> bool:
-    return warehouse.has_table(*relation.split(".", 1))
-
-
 def record_rollups(
     warehouse: Warehouse,
     sources: list[str],
@@ -97,8 +93,12 @@ def record_rollups(
     for source in sources:
         source_rollups, source_findings = declared.get(source, ([], []))
         if source in waiting:
-            unbuilt = [r.relation for r in source_rollups if not _exists(warehouse, r.relation)]
-            unbuilt += [f.where for f in source_findings if not _exists(warehouse, f.relation)]
+            unbuilt = [
+                r.relation for r in source_rollups if not warehouse.has_table(*r.relation.split(".", 1))
+            ]
+            unbuilt += [
+                f.where for f in source_findings if not warehouse.has_table(*f.relation.split(".", 1))
+            ]
             if unbuilt:
                 notes.append(f"not built until {source} has all its tables: {', '.join(unbuilt)}")
                 continue
