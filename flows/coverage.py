@@ -1,8 +1,9 @@
 """Community coverage: what a rebuild of the rollups would change, previewed in a scratch schema.
 
 ``elt coverage --dry-run`` builds the coverage models into ``scratch_coverage`` (the dbt var
-``scratch_schema``; seeds, snapshots and everything published stay as they are), compares them with the
-published ``marts.agg_*_coverage`` tables and drops the scratch schema. ``elt coverage`` previews the same
+``scratch_schema``; seeds, snapshots and everything published stay as they are) with the dbt model
+``rpt_coverage_preview``, which compares them with the published ``agg_*_coverage`` tables, reads
+that comparison and drops the scratch schema. ``elt coverage`` previews the same
 way, then builds the published models, their tests and the change snapshot.
 """
 
@@ -16,18 +17,8 @@ from loaders.common.warehouse import Warehouse
 
 SCRATCH_SCHEMA = "scratch_coverage"
 OVERRIDES_SEED = "coverage_overrides"  # a manual input: previewed from the working copy
-MODELS = ("agg_municipality_coverage", "agg_province_coverage", "agg_region_coverage")
-LEVELS = (
-    ("municipality", "agg_municipality_coverage", "municipality_code"),
-    ("province", "agg_province_coverage", "province_code"),
-    ("region", "agg_region_coverage", "region_code"),
-)
-COMPARED = (
-    "estimated_population",
-    "households",
-    "computed_estimated_population",
-    "computed_households",
-)
+PREVIEW_MODEL = "rpt_coverage_preview"  # the comparison, a dbt model built in the scratch schema only
+LEVELS = ("municipality", "province", "region")
 
 
 @dataclass
@@ -44,67 +35,38 @@ class CoverageError(RuntimeError):
     """The coverage models could not be built; the message has dbt's reason."""
 
 
-def _diff_level(
-    warehouse: Warehouse, level: str, model: str, key: str, scratch: str, region: str | None, sample: int
-) -> LevelChanges:
-    changes = LevelChanges(level)
-    published = f"marts.{model}" if warehouse.has_table("marts", model) else None
-    differs = (
-        " or ".join(f"coalesce(new.{column}, -1) <> coalesce(old.{column}, -1)" for column in COMPARED)
-        + " or new.is_overridden <> old.is_overridden"
-    )
-    where = ""
-    params: tuple[Any, ...] = ()
-    if region:
-        where = f"where coalesce(new.region_code, old.region_code) = {warehouse.paramstyle}"
-        params = (region,)
-    # nothing published yet: every row is new
-    old = published or f"(select * from {scratch}.{model} where 1 = 0)"
-    sql = f"""
-        select
-            case
-                when old.{key} is null then 'created'
-                when new.{key} is null then 'removed'
-                when {differs} then 'updated'
-                else 'unchanged'
-            end as change,
-            coalesce(new.{key}, old.{key}) as area_code,
-            old.estimated_population as published_estimated_population,
-            new.estimated_population as new_estimated_population
-        from {scratch}.{model} as new
-        full outer join {old} as old
-            on new.{key} = old.{key}
-        {where}
-        order by 2
-    """
-    for change, code, before, after in warehouse.query(sql, params):
-        setattr(changes, change, getattr(changes, change) + 1)
-        if change != "unchanged" and len(changes.sample) < sample:
-            changes.sample.append((change, code, before, after))
-    return changes
-
-
 def preview(warehouse: Warehouse, region: str | None = None, sample: int = 5) -> list[LevelChanges]:
-    """Build the coverage models into the scratch schema, compare them with the published ones, drop the
-    scratch schema; raise ``CoverageError`` when the build fails."""
+    """Build the coverage models and their comparison with the published ones into the scratch
+    schema, read the comparison, drop the scratch schema; raise ``CoverageError`` when the build
+    fails."""
     result = build_scratch(warehouse)
     try:
         if not result.success:
             raise CoverageError(f"building the coverage preview failed: {result.message()}")
-        return [
-            _diff_level(warehouse, level, model, key, SCRATCH_SCHEMA, region, sample)
-            for level, model, key in LEVELS
-        ]
+        where, params = (f"where region_code = {warehouse.paramstyle}", (region,)) if region else ("", ())
+        rows = warehouse.query(
+            "select admin_level, change_kind, area_code, published_estimated_population, "
+            f"rebuilt_estimated_population from {SCRATCH_SCHEMA}.{PREVIEW_MODEL} {where} order by area_code",
+            params,
+        )
     finally:
         drop_scratch(warehouse)
+    changes = {level: LevelChanges(level) for level in LEVELS}
+    for level, change, code, before, after in rows:
+        found = changes[level]
+        setattr(found, change, getattr(found, change) + 1)
+        if change != "unchanged" and len(found.sample) < sample:
+            found.sample.append((change, code, before, after))
+    return list(changes.values())
 
 
 def build_scratch(warehouse: Warehouse) -> DbtResult:
-    """The coverage models and the overrides seed, into the scratch schema (no tests, no snapshot)."""
+    """The coverage models, their comparison with the published ones and the overrides seed, into the
+    scratch schema (no tests, no snapshot)."""
     return invoke(
         warehouse,
         "build",
-        [*(f"+{model}" for model in MODELS), OVERRIDES_SEED],
+        [f"+{PREVIEW_MODEL}", OVERRIDES_SEED],
         exclude=["psgc_2025q2", "resource_type:test", "resource_type:snapshot"],
         variables={"scratch_schema": SCRATCH_SCHEMA, "scratch_seeds": [OVERRIDES_SEED]},
     )

@@ -1,48 +1,68 @@
 """Great Expectations checks for the marts, on DuckDB and on PostgreSQL.
 
-The suites, validation definitions and checkpoints are files in the GX file context ``gx/``
-(one suite per mart, named after it; one checkpoint per mart and target, ``<mart>__<target>``,
-with an explicit, empty action list). This module only runs them and turns GX's results into an
-:class:`ExpectationsResult` the flow can record.
+Each checked mart describes its checks once, in its dbt YAML (``meta: {expectations: ...}``), and
+this module turns that description into a GX suite, a validation definition and a checkpoint for the
+warehouse's target, in an ephemeral GX context, on every run. The description says what dbt's tests
+and contracts do not (those already check keys, nulls and columns):
 
-A mart is checked when its YAML says so (``meta: {expectations: true}``, with a suite of its name in
-``gx/expectations/``); ``run_expectations(warehouse, sources)`` checks the marts built from the given
-dbt sources only (their lineage, from dbt's manifest: ``flows.manifest``), so a deployment that never
-loads a source (a sales-only one, say) is not failed for that source's missing marts.
+.. code-block:: yaml
+
+    meta:
+      expectations:
+        rows: {min: 1, max_drop: 0.5}              # at least 1 row, and at most 50% fewer than the
+                                                   # previous check counted
+        newest: {column: loaded_at, max_age_days: 7}  # the newest row is at most 7 days old
+        totals:                                    # sums that must reconcile with another relation
+          - {column: revenue, equals: sum(total_amount), of: fct_sales, tolerance: 0.01}
+        expect:                                    # any GX expectation, by type, with its arguments
+          - expect_column_values_to_be_between: {column: quantity, min_value: 1}
+
+``rows.max_drop`` compares with the row count the previous check of the mart recorded (in the
+``expectations`` attempt's metadata in ``audit.sync_runs``); the first check has nothing to compare
+with. ``totals[].equals`` is an aggregate SQL expression evaluated on ``of`` (a model or seed of the
+project, by name); the mart's column must sum to it within ``tolerance`` (default 0).
+
+``run_expectations(warehouse, sources)`` checks the marts built from the given dbt sources only (their
+lineage, from dbt's manifest: ``flows.manifest``), so a deployment that never loads a source (a
+sales-only one, say) is not failed for that source's missing marts.
 
 - PostgreSQL: GX's SQL (postgres) datasource, so the checks run in the database. The connection
-  string reaches GX in memory only (``runtime_environment``), never through a file in ``gx/``.
+  string reaches GX as a substitution variable (``runtime_environment``), so GX's configuration and
+  errors name ``${ELT_GX_POSTGRES_URL}``, never the password.
 - DuckDB: GX's SQL engine through duckdb-engine is broken (GX issues #10738 and #11579), so each
   mart is read into a pandas dataframe over one DuckDB connection, which is closed before any
   check runs (the same process writes to the file afterwards), and validated with GX's pandas
   datasource.
 
-GX writes nothing at run time: validation results stay in memory (see ``gx/great_expectations.yml``).
+GX writes nothing: the context lives in memory and goes with the run.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
+import math
 import time
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from loaders.common.warehouse import ROOT, ConfigurationError, redact, register_secret
+from loaders.common.warehouse import ConfigurationError, redact, register_secret
 
 if TYPE_CHECKING:
     import pandas as pd
     from great_expectations.core import ExpectationValidationResult
     from great_expectations.data_context import AbstractDataContext
+    from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
 
+    from flows.manifest import Model
     from loaders.common.warehouse import Warehouse
 
-GX_DIR: Path = ROOT / "gx"
-MARTS_SCHEMA = "marts"
-#: The substitution variable ``gx/great_expectations.yml`` reads the PostgreSQL URL from.
+#: The substitution variable the PostgreSQL datasource reads its connection string from.
 POSTGRES_URL_VARIABLE = "ELT_GX_POSTGRES_URL"
-POSTGRES_DATASOURCE = "postgres_marts"
+#: How many earlier ``expectations`` attempts are searched for a mart's previous row count.
+_HISTORY = 50
 
 _MAX_EXAMPLES = 3
 _MAX_EXAMPLE_CHARS = 60
@@ -59,6 +79,7 @@ _NON_CRITERIA_KWARGS = {
     "column_set",  # the mismatched columns are reported instead
     "exact_match",
 }
+_DESCRIPTION_KEYS = {"rows", "newest", "totals", "expect"}
 
 
 class ExpectationsError(RuntimeError):
@@ -89,6 +110,7 @@ class ExpectationsResult:
     evaluated: int
     failures: list[ExpectationFailure] = field(default_factory=list)
     duration_seconds: float = 0.0
+    row_counts: dict[str, int] = field(default_factory=dict)  # of the marts checked, for the next run
 
     def message(self) -> str:
         """One line per failure naming suite and expectation, or a one-line summary on success."""
@@ -103,11 +125,9 @@ class ExpectationsResult:
 
 
 def checked_marts(warehouse: Warehouse) -> dict[str, frozenset[str]]:
-    """The marts with a suite (``meta: {expectations: true}``), by name, with the dbt sources each is
-    built from."""
-    from flows.manifest import declaring
-
-    return {model.name: model.sources for model in declaring(warehouse, "expectations")}
+    """The marts with a description (``meta: {expectations: ...}``), by name, with the dbt sources
+    each is built from."""
+    return {model.name: model.sources for model in _described(warehouse).values()}
 
 
 def marts_of(warehouse: Warehouse, sources: Collection[str] | None = None) -> list[str]:
@@ -129,44 +149,42 @@ def run_expectations(
     A selected mart missing from the warehouse is reported as a failure (build the marts with
     ``dbt build`` first), unless its source is ``waiting`` for a table no load has created yet (then
     dbt skipped the mart, and so does this). Raises :class:`ConfigurationError` when the warehouse
-    cannot be reached and :class:`ExpectationsError` when GX itself fails to run a checkpoint.
+    cannot be reached or a description is malformed, and :class:`ExpectationsError` when GX itself
+    fails to run a checkpoint.
     """
     started = time.perf_counter()
-    failures: list[ExpectationFailure] = []
-    built_from = checked_marts(warehouse)
+    described = _described(warehouse)
     marts = marts_of(warehouse, sources)
-    if warehouse.target == "duckdb":
-        frames = _read_duckdb_marts(warehouse, marts)
-        present = [mart for mart in marts if mart in frames]
-        runtime_environment: dict[str, str] = {}
-    else:
-        register_secret(warehouse.pg_password)
-        frames = {}
-        present = _existing_marts(warehouse, marts)
-        runtime_environment = {POSTGRES_URL_VARIABLE: warehouse.sqlalchemy_url()}
-    for mart in marts:
-        if mart not in present and not built_from[mart] & set(waiting):
-            failures.append(
-                ExpectationFailure(
-                    suite=mart,
-                    expectation="table_exists",
-                    column=None,
-                    details=f"{MARTS_SCHEMA}.{mart} not found in {warehouse.describe()}: "
-                    "build the marts first (dbt build)",
-                )
-            )
+    measured = _measure(warehouse, [described[mart] for mart in marts], _models(warehouse))
+    failures = [
+        ExpectationFailure(
+            suite=mart,
+            expectation="table_exists",
+            column=None,
+            details=f"{described[mart].relation} not found in {warehouse.describe()}: "
+            "build the marts first (dbt build)",
+        )
+        for mart in marts
+        if mart not in measured.row_counts and not described[mart].sources & set(waiting)
+    ]
+    present = [mart for mart in marts if mart in measured.row_counts]
+    previous = _previous_row_counts(warehouse)
+    now = datetime.now(UTC)
 
     evaluated = 0
-    context = _file_context(runtime_environment)
+    context = _context(warehouse)
+    datasources: dict[str, Any] = {}
     try:
         for mart in present:
-            for result in _run_checkpoint(context, mart, warehouse.target, frames.pop(mart, None)):
+            suite = suite_for(described[mart], measured, previous.get(mart), now)
+            failures.extend(measured.problems.get(mart, []))
+            frame = measured.frames.pop(mart, None)
+            for result in _run_checkpoint(context, warehouse, described[mart], suite, frame, datasources):
                 evaluated += 1
                 if not result.success:
                     failures.append(_failure(mart, result))
     finally:
-        if warehouse.target == "postgres":
-            _dispose_engine(context)
+        _dispose_engines(datasources)
 
     return ExpectationsResult(
         success=not failures,
@@ -174,84 +192,292 @@ def run_expectations(
         evaluated=evaluated,
         failures=failures,
         duration_seconds=round(time.perf_counter() - started, 3),
+        row_counts={mart: measured.row_counts[mart] for mart in present},
     )
 
 
-def _file_context(runtime_environment: dict[str, str]) -> AbstractDataContext:
-    # Without great_expectations.yml, GX would scaffold a new project in its place: refuse.
-    if not (GX_DIR / "great_expectations.yml").is_file():
-        raise ConfigurationError(
-            f"GX file context not found at {GX_DIR}: run from a checkout of the project "
-            "(the suites and checkpoints live in gx/)"
+# --- the description -> a suite ---------------------------------------------------------------
+
+
+@dataclass
+class _Measured:
+    """What the suites need from the warehouse before GX runs: row counts and totals, by mart, and
+    (DuckDB) the marts as dataframes."""
+
+    row_counts: dict[str, int] = field(default_factory=dict)
+    totals: dict[tuple[str, int], float] = field(default_factory=dict)  # (mart, index in totals)
+    problems: dict[str, list[ExpectationFailure]] = field(default_factory=dict)
+    frames: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+
+def suite_for(
+    model: Model, measured: _Measured, previous_rows: int | None, now: datetime
+) -> list[ExpectationConfiguration]:
+    """The expectations ``model``'s description stands for, in the description's order (rows,
+    expect, totals, newest); those that need an earlier count or a reference total only when there
+    is one."""
+    from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
+
+    description = _description(model)
+    found: list[ExpectationConfiguration] = []
+
+    def add(kind: str, kwargs: dict[str, Any], why: str = "") -> None:
+        found.append(ExpectationConfiguration(type=kind, kwargs=kwargs, meta={"why": why} if why else None))
+
+    rows = description.get("rows") or {}
+    if "min" in rows or "max" in rows:
+        add(
+            "expect_table_row_count_to_be_between",
+            {"min_value": rows.get("min"), "max_value": rows.get("max")},
         )
-    import great_expectations as gx
-
-    return gx.get_context(mode="file", context_root_dir=str(GX_DIR), runtime_environment=runtime_environment)
-
-
-def _read_duckdb_marts(warehouse: Warehouse, marts: list[str]) -> dict[str, pd.DataFrame]:
-    """Each of ``marts`` present as a dataframe; the DuckDB connection is closed on return."""
-    assert warehouse.duckdb_path is not None
-    if not warehouse.duckdb_path.exists():
-        raise ConfigurationError(
-            f"DuckDB warehouse {warehouse.duckdb_path} not found: run `elt run` (or dbt build) "
-            "first, or point ELT_DUCKDB_PATH at the warehouse file"
+    if "max_drop" in rows and previous_rows is not None:
+        drop = float(rows["max_drop"])
+        add(
+            "expect_table_row_count_to_be_between",
+            {"min_value": math.ceil(previous_rows * (1 - drop))},
+            f"the previous check counted {previous_rows} rows; at most {drop:.0%} fewer allowed",
         )
-    # A connection with the default configuration, like dlt's and dbt's in the same process:
-    # a read-only one would clash with a writer still open there.
+    for entry in description.get("expect") or []:
+        ((kind, kwargs),) = entry.items()
+        add(kind, dict(kwargs or {}))
+    for index, total in enumerate(description.get("totals") or []):
+        expected = measured.totals.get((model.name, index))
+        if expected is None:
+            continue  # could not be computed: reported among the measured problems
+        tolerance = float(total.get("tolerance", 0))
+        add(
+            "expect_column_sum_to_be_between",
+            {"column": total["column"], "min_value": expected - tolerance, "max_value": expected + tolerance},
+            f"{total['equals']} of {total['of']} is {expected:g}",
+        )
+    newest = description.get("newest")
+    if newest:
+        age = timedelta(
+            days=float(newest.get("max_age_days", 0)), hours=float(newest.get("max_age_hours", 0))
+        )
+        add(
+            "expect_column_max_to_be_between",
+            {"column": newest["column"], "min_value": now - age},
+            f"the newest row at most {_age(age)} old",
+        )
+    return found
+
+
+def _description(model: Model) -> dict[str, Any]:
+    description = model.meta.get("expectations")
+    if not isinstance(description, dict) or not description or set(description) - _DESCRIPTION_KEYS:
+        raise ConfigurationError(
+            f"meta.expectations of {model.name} must be a mapping with some of "
+            f"{sorted(_DESCRIPTION_KEYS)}, got {description!r}"
+        )
+    for entry in description.get("expect") or []:
+        if not (isinstance(entry, dict) and len(entry) == 1 and str(next(iter(entry))).startswith("expect_")):
+            raise ConfigurationError(
+                f"meta.expectations.expect of {model.name}: each entry is one GX expectation type "
+                f"with its arguments (expect_...: {{column: ...}}), got {entry!r}"
+            )
+    for total in description.get("totals") or []:
+        if not (isinstance(total, dict) and {"column", "equals", "of"} <= set(total)):
+            raise ConfigurationError(
+                f"meta.expectations.totals of {model.name}: each entry needs column, equals and of, "
+                f"got {total!r}"
+            )
+    return description
+
+
+def _age(age: timedelta) -> str:
+    hours = age.total_seconds() / 3600
+    return f"{hours / 24:g} days" if hours >= 48 else f"{hours:g} hours"
+
+
+def _models(warehouse: Warehouse) -> dict[str, Model]:
+    from flows.manifest import models
+
+    return models(warehouse)
+
+
+def _described(warehouse: Warehouse) -> dict[str, Model]:
+    from flows.manifest import declaring
+
+    return {model.name: model for model in declaring(warehouse, "expectations")}
+
+
+# --- the warehouse ------------------------------------------------------------------------------
+
+
+def _measure(warehouse: Warehouse, marts: list[Model], models: dict[str, Model]) -> _Measured:
+    """Row counts of the marts present, the totals their descriptions reconcile with, and (DuckDB)
+    the marts as dataframes, over one connection that is closed on return."""
+    measured = _Measured()
+    if warehouse.target == "duckdb":
+        assert warehouse.duckdb_path is not None
+        if not warehouse.duckdb_path.exists():
+            raise ConfigurationError(
+                f"DuckDB warehouse {warehouse.duckdb_path} not found: run `elt run` (or dbt build) "
+                "first, or point ELT_DUCKDB_PATH at the warehouse file"
+            )
+    # A connection with the default configuration, like dlt's and dbt's in the same process: a
+    # read-only one would clash with a writer still open there.
     with warehouse.connect() as conn:
-        present = _tables_in_marts(conn, warehouse.paramstyle)
-        return {
-            mart: conn.sql(f'select * from {MARTS_SCHEMA}."{mart}"').df() for mart in marts if mart in present
-        }
+        present = _relations(conn.cursor())
+        for mart in marts:
+            if mart.relation not in present:
+                continue
+            measured.row_counts[mart.name] = int(
+                _scalar(conn, warehouse, f"select count(*) from {mart.relation}")
+            )
+            for index, total in enumerate(_description(mart).get("totals") or []):
+                of = models.get(str(total["of"]))
+                try:
+                    if of is None or of.relation not in present:
+                        raise LookupError(f"not found in {warehouse.describe()}")
+                    # the project's own SQL, from the model's YAML
+                    value = _scalar(conn, warehouse, f"select {total['equals']} from {of.relation}")
+                    measured.totals[(mart.name, index)] = float(value or 0)
+                except Exception as exc:  # a column gone, say: this check fails, the others run
+                    problem = ExpectationFailure(
+                        suite=mart.name,
+                        expectation="expect_column_sum_to_be_between",
+                        column=str(total["column"]),
+                        details=f"cannot compute {total['equals']} of {total['of']}: "
+                        + " ".join(redact(str(exc)).split()),
+                    )
+                    measured.problems.setdefault(mart.name, []).append(problem)
+            if warehouse.target == "duckdb":
+                measured.frames[mart.name] = conn.sql(f"select * from {mart.relation}").df()
+    return measured
 
 
-def _existing_marts(warehouse: Warehouse, marts: list[str]) -> list[str]:
-    with warehouse.connect() as conn:
-        present = _tables_in_marts(conn, warehouse.paramstyle)
-    return [mart for mart in marts if mart in present]
-
-
-def _tables_in_marts(conn: Any, paramstyle: str) -> set[str]:
+def _scalar(conn: Any, warehouse: Warehouse, sql: str) -> Any:
+    """The one value ``sql`` selects; after an error, the connection is ready for the next statement
+    (both databases refuse more statements in a failed transaction)."""
     cursor = conn.cursor()
-    cursor.execute(
-        "select table_name from information_schema.tables "
-        f"where table_schema = {paramstyle}",  # the driver's placeholder, not a value
-        (MARTS_SCHEMA,),
+    try:
+        cursor.execute(sql)
+        return cursor.fetchone()[0]
+    except Exception:
+        conn.rollback()
+        if warehouse.target == "duckdb":
+            conn.begin()
+        raise
+
+
+def _relations(cursor: Any) -> set[str]:
+    cursor.execute("select table_schema, table_name from information_schema.tables")
+    return {f"{schema}.{name}" for schema, name in cursor.fetchall()}
+
+
+def _previous_row_counts(warehouse: Warehouse) -> dict[str, int]:
+    """Each mart's row count as the newest earlier check recorded it (none before the first)."""
+    if not warehouse.has_table("audit", "sync_runs"):
+        return {}
+    rows = warehouse.query(
+        "select metadata from audit.sync_runs where sync_type = 'expectations' "
+        f"and status in ('success', 'error') and metadata like '%row_counts%' "
+        f"order by started_at desc limit {_HISTORY}"
     )
-    return {str(row[0]) for row in cursor.fetchall()}
+    counts: dict[str, int] = {}
+    for (metadata,) in rows:
+        with contextlib.suppress(ValueError, TypeError, AttributeError):
+            for mart, count in (json.loads(metadata).get("row_counts") or {}).items():
+                counts.setdefault(mart, int(count))
+    return counts
+
+
+# --- GX ------------------------------------------------------------------------------------------
+
+
+def _context(warehouse: Warehouse) -> AbstractDataContext:
+    """An in-memory GX context: no files, no analytics, no progress bars."""
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import (
+        DataContextConfig,
+        InMemoryStoreBackendDefaults,
+        ProgressBarsConfig,
+    )
+
+    runtime_environment = {}
+    if warehouse.target == "postgres":
+        register_secret(warehouse.pg_password)
+        runtime_environment[POSTGRES_URL_VARIABLE] = warehouse.sqlalchemy_url()
+    config = DataContextConfig(
+        store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
+        analytics_enabled=False,
+        progress_bars=ProgressBarsConfig(globally=False),
+    )
+    return gx.get_context(mode="ephemeral", project_config=config, runtime_environment=runtime_environment)
 
 
 def _run_checkpoint(
-    context: AbstractDataContext, mart: str, target: str, frame: pd.DataFrame | None
+    context: AbstractDataContext,
+    warehouse: Warehouse,
+    model: Model,
+    expectations: list[ExpectationConfiguration],
+    frame: pd.DataFrame | None,
+    datasources: dict[str, Any],
 ) -> Iterator[ExpectationValidationResult]:
-    """Run checkpoint ``<mart>__<target>``; yield its expectation results in suite order."""
-    name = f"{mart}__{target}"
+    """Run checkpoint ``<mart>__<target>`` with ``expectations`` as its suite; yield its expectation
+    results in suite order."""
+    import great_expectations as gx
+
+    name = f"{model.name}__{warehouse.target}"
     try:
-        checkpoint = context.checkpoints.get(name)
-        batch_parameters = {"dataframe": frame} if frame is not None else None
-        checkpoint_result = checkpoint.run(batch_parameters=batch_parameters)
+        batch = _batch_definition(context, warehouse, model, datasources)
+        suite = gx.ExpectationSuite(name=model.name)
+        for expectation in expectations:
+            suite.add_expectation_configuration(expectation)
+        suite = context.suites.add(suite)
+        definition = context.validation_definitions.add(
+            gx.ValidationDefinition(name=name, data=batch, suite=suite)
+        )
+        checkpoint = context.checkpoints.add(
+            gx.Checkpoint(name=name, validation_definitions=[definition], actions=[], result_format="SUMMARY")
+        )
+        checkpoint_result = checkpoint.run(
+            batch_parameters={"dataframe": frame} if frame is not None else None
+        )
     except Exception as exc:
         raise ExpectationsError(
-            f"GX checkpoint {name} (gx/checkpoints/{name}.json) could not run: "
-            f"{type(exc).__name__}: {redact(str(exc))}"
+            f"GX checkpoint {name} could not run: {type(exc).__name__}: {redact(str(exc))}"
         ) from None
+    order = {str(expectation.id): index for index, expectation in enumerate(suite.expectations)}
     for suite_result in checkpoint_result.run_results.values():
-        order = {
-            str(expectation.id): index
-            for index, expectation in enumerate(context.suites.get(mart).expectations)
-        }
         yield from sorted(
             suite_result.results,
             key=lambda result: order.get(str(result.expectation_config.id), len(order)),
         )
 
 
-def _dispose_engine(context: AbstractDataContext) -> None:
+def _batch_definition(
+    context: AbstractDataContext, warehouse: Warehouse, model: Model, datasources: dict[str, Any]
+) -> Any:
+    """The whole mart as one batch: a dataframe asset on DuckDB, a table asset on PostgreSQL (one
+    datasource per schema, its search_path that schema), the datasources kept in ``datasources``."""
+    schema, table = model.relation.split(".", 1)
+    if warehouse.target == "duckdb":
+        if "duckdb" not in datasources:
+            datasources["duckdb"] = context.data_sources.add_pandas("duckdb_marts")
+        asset = datasources["duckdb"].add_dataframe_asset(model.name)
+        return asset.add_batch_definition_whole_dataframe("whole_table")
+    if schema not in datasources:
+        datasources[schema] = context.data_sources.add_postgres(
+            f"postgres_{schema}",
+            # ELT_GX_POSTGRES_URL always carries a query (?sslmode=...)
+            connection_string=f"${{{POSTGRES_URL_VARIABLE}}}&options=-csearch_path%3D{schema}",
+        )
+    asset = datasources[schema].add_table_asset(model.name, table_name=table)
+    return asset.add_batch_definition_whole_table("whole_table")
+
+
+def _dispose_engines(datasources: dict[str, Any]) -> None:
     """Close the pooled PostgreSQL connections GX opened, so none outlives the run."""
-    with contextlib.suppress(Exception):  # never mask the checks' outcome
-        datasource = context.data_sources.get(POSTGRES_DATASOURCE)
-        datasource.get_execution_engine().engine.dispose()
+    for datasource in datasources.values():
+        if not hasattr(datasource, "get_engine"):
+            continue  # a pandas datasource holds no connection
+        with contextlib.suppress(Exception):  # never mask the checks' outcome
+            datasource.get_execution_engine().engine.dispose()
+        with contextlib.suppress(Exception):
+            datasource.get_engine().dispose()
 
 
 def _failure(suite: str, result: ExpectationValidationResult) -> ExpectationFailure:
@@ -299,6 +525,8 @@ def _details(result: ExpectationValidationResult, kwargs: dict[str, Any]) -> str
         else:
             text = f"observed {_short(outcome.get('observed_value'))}"
     text = f"{text}; expected {expected}" if expected else text
+    why = (result.expectation_config.meta or {}).get("why")
+    text = f"{text} ({why})" if why else text
     return " ".join(text.split())  # one line per failure, whatever GX put in
 
 

@@ -1,7 +1,8 @@
 """What dbt knows of its models, read from its manifest instead of copied into Python: which dbt sources
 each model is built from (its lineage) and what its YAML ``meta`` declares for the run:
 
-* ``expectations: true`` - a Great Expectations suite of the model's name checks it after the build;
+* ``expectations: {...}`` - the Great Expectations checks of the mart after the build, described as
+  ``flows.expectations`` says;
 * ``rollup: <sync type>`` - its rows are audited as that sync type after the build;
 * ``finding: {what, where, count_where}`` - the rows matching ``count_where`` are counted in the run
   summary as "N <what> (<where>)".
@@ -30,7 +31,7 @@ class Model:
 
 
 def models(warehouse: Warehouse) -> dict[str, Model]:
-    """Every model and snapshot of the project, by name."""
+    """Every model, snapshot and seed of the project, by name."""
     from flows.dbt_runner import artifacts_path, invoke
 
     path = artifacts_path(warehouse) / "manifest.json"
@@ -56,7 +57,7 @@ def _read(path: Path, _version: int) -> dict[str, Model]:
 
     found = {}
     for uid, node in manifest["nodes"].items():
-        if node["resource_type"] not in ("model", "snapshot"):
+        if node["resource_type"] not in ("model", "snapshot", "seed"):
             continue
         meta = {**node.get("meta", {}), **node.get("config", {}).get("meta", {})}
         relation = f"{node['schema']}.{node.get('alias') or node['name']}"

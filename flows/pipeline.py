@@ -276,7 +276,11 @@ def check_expectations(
         result = run_expectations(warehouse, sources=sources, waiting=waiting)
         run.records_processed = result.evaluated
         run.records_rejected = len(result.failures)
-        run.metadata = {"suites": result.suites_run, "failures": [f.__dict__ for f in result.failures]}
+        run.metadata = {
+            "suites": result.suites_run,
+            "failures": [f.__dict__ for f in result.failures],
+            "row_counts": result.row_counts,  # what the next check's rows.max_drop compares with
+        }
         if not result.success:
             run.fail(result.message())
     if run.status == "success":

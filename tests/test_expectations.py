@@ -1,23 +1,25 @@
 """The Great Expectations checks of the marts, on DuckDB and on PostgreSQL.
 
 Each test builds the marts directly with SQL (schema ``marts``): the three sales marts and the ODK
-Central one, then runs the checkpoints through ``flows.expectations.run_expectations``.
+Central one, then runs the checkpoints through ``flows.expectations.run_expectations``. The suites
+come from the marts' YAML descriptions (``meta: {expectations: ...}``), read from dbt's manifest.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
-from flows.expectations import GX_DIR, ExpectationsResult, checked_marts, run_expectations
-from loaders.common.warehouse import ROOT, Warehouse
+from flows.expectations import ExpectationsResult, checked_marts, run_expectations
+from flows.manifest import models
+from loaders.common.warehouse import ROOT, ConfigurationError, Warehouse
 
-LOADED_AT = dt.datetime(2024, 3, 2, 6, 0, 0)
+# Loaded an hour ago: fresh for every ``newest`` rule.
+LOADED_AT = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)).replace(microsecond=0)
 DAY = dt.date(2024, 3, 1)
 
 FCT_SALES = [
@@ -59,7 +61,7 @@ ODK_COLUMNS = (
     "landlord_phone text, submitted_at timestamp, updated_at timestamp, review_state text, "
     "submitter_name text, device_id text, form_version text, edit_count bigint, person_count bigint, "
     "person_list text, building_image_key text, building_image_url text, building_image_url_html text, "
-    "address_plus_code_url_html text, is_deleted boolean, source_loaded_at timestamp"
+    "address_plus_code_url_html text, is_deleted boolean, source_loaded_at timestamp with time zone"
 )
 RENTAL_SUBMISSIONS = [
     # submission_id, address_plus_code, rent_amount, number_of_units, review_state, person_count,
@@ -113,7 +115,7 @@ def create_marts(warehouse: Warehouse, *, odk: bool = True) -> None:
         cur.execute(
             "create table marts.fct_sales (order_line_id text, order_id text, order_date date, "
             "user_id text, product_name text, quantity integer, unit_price numeric(18, 2), "
-            "total_amount numeric(18, 2), region text, source_name text, loaded_at timestamp)"
+            "total_amount numeric(18, 2), region text, source_name text, loaded_at timestamp with time zone)"
         )
         cur.executemany(
             f"insert into marts.fct_sales values ({', '.join([ph] * 11)})",
@@ -130,7 +132,7 @@ def create_marts(warehouse: Warehouse, *, odk: bool = True) -> None:
         )
         cur.execute(
             "create table marts.dim_users (username text, email text, role text, "
-            "has_initial_password boolean, loaded_at timestamp)"
+            "has_initial_password boolean, loaded_at timestamp with time zone)"
         )
         cur.executemany(
             f"insert into marts.dim_users values ({', '.join([ph] * 5)})",
@@ -151,16 +153,22 @@ def execute(warehouse: Warehouse, *statements: str) -> None:
             cur.execute(statement)
 
 
-def suite_size(mart: str) -> int:
-    return len(json.loads((GX_DIR / "expectations" / f"{mart}.json").read_text())["expectations"])
+def suite_size(warehouse: Warehouse, mart: str, *, previous: bool = False) -> int:
+    """How many expectations the mart's description stands for (its row-count change only once a
+    check has counted its rows before)."""
+    description = models(warehouse)[mart].meta["expectations"]
+    rows = description.get("rows", {})
+    return (
+        ("min" in rows or "max" in rows)
+        + ("max_drop" in rows and previous)
+        + len(description.get("expect", []))
+        + len(description.get("totals", []))
+        + ("newest" in description)
+    )
 
 
-def gx_files() -> dict[str, str]:
-    return {
-        str(path.relative_to(GX_DIR)): hashlib.sha256(path.read_bytes()).hexdigest()
-        for path in sorted(GX_DIR.rglob("*"))
-        if path.is_file()
-    }
+def files_under(path: Path) -> set[Path]:
+    return {item for item in path.rglob("*") if item.is_file()}
 
 
 def test_good_marts_pass(warehouse: Warehouse) -> None:
@@ -171,33 +179,56 @@ def test_good_marts_pass(warehouse: Warehouse) -> None:
     assert result.failures == [], result.message()
     assert result.success
     assert result.suites_run == hand_built_marts(warehouse)
-    assert result.evaluated == sum(suite_size(mart) for mart in hand_built_marts(warehouse))
+    assert result.evaluated == sum(suite_size(warehouse, mart) for mart in hand_built_marts(warehouse))
+    assert result.row_counts == {
+        "agg_sales_daily_by_region": 2,
+        "dim_users": 3,
+        ODK_MART: 3,
+        "fct_sales": 3,
+    }
     assert "passed" in result.message()
 
 
 BAD_DATA = {
     "implausible total": (
-        ["update marts.fct_sales set total_amount = 2000000 where order_line_id = 'o2-1'"],
+        [
+            "update marts.fct_sales set total_amount = 2000000 where order_line_id = 'o2-1'",
+            "update marts.agg_sales_daily_by_region set revenue = 2000000 where region = 'south'",
+        ],
         ("fct_sales", "expect_column_values_to_be_between", "total_amount"),
         "1 unexpected value(s)",
     ),
-    "duplicate order line": (
-        ["update marts.fct_sales set order_line_id = 'o1-1' where order_line_id = 'o1-2'"],
-        ("fct_sales", "expect_column_values_to_be_unique", "order_line_id"),
-        "2 unexpected value(s)",
-    ),
     "zero quantity": (
-        ["update marts.fct_sales set quantity = 0 where order_line_id = 'o1-2'"],
+        [
+            "update marts.fct_sales set quantity = 0 where order_line_id = 'o1-2'",
+            "update marts.agg_sales_daily_by_region set units_sold = 2 where region = 'north'",
+        ],
         ("fct_sales", "expect_column_values_to_be_between", "quantity"),
         "strict_min=True",
     ),
-    "two rows for one day and region": (
+    "quantities in the hundreds": (
         [
-            "insert into marts.agg_sales_daily_by_region "
-            "select * from marts.agg_sales_daily_by_region where region = 'north'"
+            "update marts.fct_sales set quantity = 500 where order_line_id in ('o1-1', 'o2-1')",
+            "update marts.agg_sales_daily_by_region set units_sold = units_sold + 498 where region = 'north'",
+            "update marts.agg_sales_daily_by_region set units_sold = units_sold + 497 where region = 'south'",
         ],
-        ("agg_sales_daily_by_region", "expect_compound_columns_to_be_unique", "order_date, region"),
-        "2 unexpected value(s)",
+        ("fct_sales", "expect_column_median_to_be_between", "quantity"),
+        "observed 500",
+    ),
+    "no sales loaded for eight days": (
+        ["update marts.fct_sales set loaded_at = loaded_at - interval '8 days'"],
+        ("fct_sales", "expect_column_max_to_be_between", "loaded_at"),
+        "(the newest row at most 7 days old)",
+    ),
+    "daily revenue that is not the sum of its lines": (
+        ["update marts.fct_sales set total_amount = 21.00 where order_line_id = 'o1-1'"],
+        ("agg_sales_daily_by_region", "expect_column_sum_to_be_between", "revenue"),
+        "observed 55.5; expected min_value=56.49, max_value=56.51 (sum(total_amount) of fct_sales is 56.5)",
+    ),
+    "a line counted twice in the daily figures": (
+        ["update marts.agg_sales_daily_by_region set order_line_count = 2 where region = 'south'"],
+        ("agg_sales_daily_by_region", "expect_column_sum_to_be_between", "order_line_count"),
+        "(count(*) of fct_sales is 3)",
     ),
     "password hash in dim_users": (
         ["alter table marts.dim_users add column password_hash text"],
@@ -213,11 +244,6 @@ BAD_DATA = {
         ["update marts.dim_users set email = 'carol at example' where username = 'carol'"],
         ("dim_users", "expect_column_values_to_match_regex", "email"),
         "'carol at example'",
-    ),
-    "deleted submission": (
-        [f"update marts.{ODK_MART} set is_deleted = true where submission_id = 'uuid:s2'"],
-        (ODK_MART, "expect_column_values_to_be_in_set", "is_deleted"),
-        "1 unexpected value(s) of 3 row(s)",
     ),
     "signed image URL": (
         [
@@ -245,15 +271,15 @@ BAD_DATA = {
         (ODK_MART, "expect_column_values_to_not_match_regex", "building_image_url"),
         "1 unexpected value(s) of 3 row(s)",
     ),
-    "duplicate submission": (
-        [f"update marts.{ODK_MART} set submission_id = 'uuid:s1' where submission_id = 'uuid:s3'"],
-        (ODK_MART, "expect_column_values_to_be_unique", "submission_id"),
-        "2 unexpected value(s)",
-    ),
     "implausible person count": (
         [f"update marts.{ODK_MART} set person_count = 51 where submission_id = 'uuid:s1'"],
         (ODK_MART, "expect_column_values_to_be_between", "person_count"),
         "max_value=50",
+    ),
+    "persons misread": (
+        [f"update marts.{ODK_MART} set person_count = 40"],
+        (ODK_MART, "expect_column_mean_to_be_between", "person_count"),
+        "observed 40",
     ),
     "negative rent": (
         [f"update marts.{ODK_MART} set rent_amount = -500 where submission_id = 'uuid:s1'"],
@@ -299,25 +325,26 @@ def test_every_failure_has_its_own_line(warehouse: Warehouse) -> None:
     create_marts(warehouse)
     execute(
         warehouse,
-        "alter table marts.fct_sales drop column region",
-        "delete from marts.agg_sales_daily_by_region",
-        "update marts.dim_users set email = null where username = 'bob'",
+        "alter table marts.fct_sales drop column quantity",
+        "update marts.agg_sales_daily_by_region set order_count = 0 where region = 'north'",
+        "update marts.dim_users set email = 'bob' where username = 'bob'",
     )
 
     result = run_expectations(warehouse, sources=HAND_BUILT)
 
     assert [(f.suite, f.expectation, f.column) for f in result.failures] == [  # suites by name
-        ("agg_sales_daily_by_region", "expect_table_row_count_to_be_between", None),
-        ("dim_users", "expect_column_values_to_not_be_null", "email"),
-        ("fct_sales", "expect_table_columns_to_match_set", None),
-        ("fct_sales", "expect_column_values_to_not_be_null", "region"),
+        ("agg_sales_daily_by_region", "expect_column_sum_to_be_between", "units_sold"),
+        ("agg_sales_daily_by_region", "expect_column_values_to_be_between", "order_count"),
+        ("dim_users", "expect_column_values_to_match_regex", "email"),
+        ("fct_sales", "expect_column_values_to_be_between", "quantity"),
+        ("fct_sales", "expect_column_median_to_be_between", "quantity"),
     ], result.message()
     lines = result.message().splitlines()
-    assert len(lines) == 4
-    assert "observed 0; expected min_value=1" in lines[0]
-    assert "1 unexpected value(s) of 3 row(s)" in lines[1]
-    assert "missing columns ['region']" in lines[2]
-    assert 'raised an error: Error: The column "region"' in lines[3]
+    assert len(lines) == 5
+    assert "cannot compute sum(quantity) of fct_sales: " in lines[0]
+    assert "1 unexpected value(s) of 2 row(s)" in lines[1]
+    assert "1 unexpected value(s) of 3 row(s) (e.g. 'bob')" in lines[2]
+    assert "raised an error: " in lines[3] and "quantity" in lines[3]
 
 
 def test_missing_mart_is_a_failure(warehouse: Warehouse) -> None:
@@ -341,7 +368,7 @@ def test_only_the_marts_of_the_selected_sources_are_checked(warehouse: Warehouse
     assert sales.failures == [], sales.message()
     assert sales.success
     assert sales.suites_run == SALES_MARTS
-    assert sales.evaluated == sum(suite_size(mart) for mart in SALES_MARTS)
+    assert sales.evaluated == sum(suite_size(warehouse, mart) for mart in SALES_MARTS)
 
     # The ODK mart still has to exist when its source is selected (or when all are).
     for sources in (["odk_central", "sales"], None):
@@ -370,25 +397,94 @@ def test_odk_suite_alone(warehouse: Warehouse) -> None:
 
     assert result.failures == [], result.message()
     assert result.suites_run == [ODK_MART]
-    assert result.evaluated == suite_size(ODK_MART)
+    assert result.evaluated == suite_size(warehouse, ODK_MART)
 
 
-def test_runs_leave_gx_folder_untouched_and_write_no_secret(warehouse: Warehouse) -> None:
+def test_runs_write_no_file_and_no_secret(
+    warehouse: Warehouse, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GX's context is in memory: nothing is written where the run starts, in the project or in the
+    home folder, and the PostgreSQL password is in no message."""
     create_marts(warehouse)
     execute(warehouse, "alter table marts.dim_users add column initial_password text")
-    before = gx_files()
+    start, home = tmp_path / "cwd", tmp_path / "home"
+    start.mkdir(), home.mkdir()
+    monkeypatch.chdir(start)
+    monkeypatch.setenv("HOME", str(home))
+    project = {path for path in files_under(ROOT) if ".venv" not in path.parts and "target" not in path.parts}
 
     results: list[ExpectationsResult] = [run_expectations(warehouse, sources=HAND_BUILT) for _ in range(2)]
 
-    assert gx_files() == before
+    assert all(not result.success for result in results)  # the extra column is found each time
+    assert files_under(start) == set() and files_under(home) == set()
+    after = {path for path in files_under(ROOT) if ".venv" not in path.parts and "target" not in path.parts}
+    assert after - project == set()
     if warehouse.target == "postgres":
         assert warehouse.pg_password
-        for path in GX_DIR.rglob("*"):
-            if path.is_file():
-                assert warehouse.pg_password not in path.read_text(errors="replace"), path
         for result in results:
             assert warehouse.pg_password not in result.message()
             assert warehouse.pg_password not in repr(result)
+
+
+def test_a_drop_in_rows_against_the_previous_check_fails_once(warehouse: Warehouse) -> None:
+    """``rows.max_drop`` compares with the count the previous check recorded in the audit: more than
+    half of the users gone fails that check, and the next one compares with the new count."""
+    from flows.pipeline import check_expectations
+
+    create_marts(warehouse)
+    first = check_expectations(warehouse, list(HAND_BUILT))
+    execute(warehouse, "delete from marts.dim_users where username <> 'alice'")
+
+    second = check_expectations(warehouse, list(HAND_BUILT))
+    third = check_expectations(warehouse, list(HAND_BUILT))
+
+    assert (first.status, second.status, third.status) == ("success", "error", "success"), second.error
+    assert second.error == (
+        "dim_users: expect_table_row_count_to_be_between failed: observed 1; expected min_value=2 "
+        "(the previous check counted 3 rows; at most 50% fewer allowed)"
+    )
+    recorded = warehouse.query(
+        "select metadata from audit.sync_runs where sync_type = 'expectations' order by started_at"
+    )
+    assert [json.loads(metadata)["row_counts"]["dim_users"] for (metadata,) in recorded] == [3, 1, 1]
+
+
+def test_every_description_is_well_formed(warehouse: Warehouse) -> None:
+    """Each mart with a description (``meta: {expectations: ...}``) is built from one dbt source and
+    kept in that source's folder; each expectation it stands for is one GX knows, with arguments GX
+    accepts; each total reconciles with a model or seed of the project."""
+    from flows.expectations import _Measured, suite_for
+
+    marts = checked_marts(warehouse)
+    assert set(HAND_BUILT) < set().union(*marts.values())
+    every = models(warehouse)
+    for mart, built_from in marts.items():
+        (source,) = built_from
+        assert (ROOT / "models" / "marts" / source / f"{mart}.sql").is_file(), mart
+        description = every[mart].meta["expectations"]
+        assert "rows" in description, mart  # each mart says how many rows it may lose between runs
+        measured = _Measured(
+            totals={(mart, index): 1.0 for index in range(len(description.get("totals", [])))}
+        )
+        suite = suite_for(every[mart], measured, 10, dt.datetime.now(dt.UTC))
+        assert len(suite) == suite_size(warehouse, mart, previous=True)
+        for expectation in suite:
+            expectation.to_domain_obj()  # raises for an unknown type or arguments GX refuses
+        for total in description.get("totals", []):
+            assert total["of"] in every, (mart, total)
+
+
+@pytest.mark.parametrize(
+    "description",
+    [True, {"rows": {"min": 1}, "checks": []}, {"expect": [{"column": "x"}]}, {"totals": [{"column": "x"}]}],
+)
+def test_a_malformed_description_says_what_is_wrong(description: object) -> None:
+    from flows.expectations import _Measured, suite_for
+    from flows.manifest import Model
+
+    model = Model("fct_x", "marts.fct_x", frozenset({"sales"}), {"expectations": description})
+    with pytest.raises(ConfigurationError, match="meta.expectations.* of fct_x"):
+        suite_for(model, _Measured(), None, dt.datetime.now(dt.UTC))
 
 
 def test_no_connection_outlives_the_run(warehouse: Warehouse) -> None:
@@ -411,28 +507,6 @@ def test_no_connection_outlives_the_run(warehouse: Warehouse) -> None:
         assert rows == [(0,)]
 
 
-def test_every_checked_mart_has_its_suite_and_checkpoints(warehouse: Warehouse) -> None:
-    """The marts whose YAML says ``meta: {expectations: true}`` (read from dbt's manifest), each built
-    from one dbt source and kept in that source's folder, and nothing else, have suites and checkpoints."""
-    marts = checked_marts(warehouse)
-    assert set(HAND_BUILT) < set().union(*marts.values())
-    for mart, built_from in marts.items():
-        (source,) = built_from
-        assert (ROOT / "models" / "marts" / source / f"{mart}.sql").is_file(), mart
-    suites = {path.stem for path in (GX_DIR / "expectations").glob("*.json")}
-    assert suites == set(marts)
-    checkpoints = sorted((GX_DIR / "checkpoints").glob("*.json"))
-    assert {path.stem for path in checkpoints} == {
-        f"{mart}__{target}" for mart in marts for target in ("duckdb", "postgres")
-    }
-    for path in checkpoints:
-        assert json.loads(path.read_text())["actions"] == [], path
-    definitions = {path.stem for path in (GX_DIR / "validation_definitions").glob("*.json")}
-    assert definitions == {path.stem for path in checkpoints}
-
-
 def test_missing_duckdb_file_says_what_to_do(tmp_path: Path) -> None:
-    from loaders.common.warehouse import ConfigurationError
-
     with pytest.raises(ConfigurationError, match="not found: run `elt run`"):
         run_expectations(Warehouse(target="duckdb", duckdb_path=tmp_path / "none.duckdb"))
