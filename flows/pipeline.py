@@ -171,9 +171,8 @@ def _cursor_timestamp(cursor: str | None) -> str | None:
 
 def _load_detail(stats: LoadStats) -> str:
     parts = []
-    downloads = any(name.endswith(".attachments") for name in stats.parts)
-    if downloads:
-        parts.append(f"{len(stats.files_loaded)} attachments downloaded")
+    if stats.attachments_downloaded is not None:
+        parts.append(f"{stats.attachments_downloaded} attachments downloaded")
     elif stats.files_loaded or stats.files_skipped or stats.files_rejected:
         parts.append(f"files loaded {len(stats.files_loaded)}, unchanged {len(stats.files_skipped)}")
     if stats.files_rejected:

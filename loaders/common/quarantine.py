@@ -45,6 +45,7 @@ class LoadStats:
     files_pending: list[str] = field(default_factory=list)  # still being written: the next run's
     files_changed: list[str] = field(default_factory=list)  # changed while read: read again next run
     files_rejected: list[str] = field(default_factory=list)  # "name: reason", quarantined whole
+    attachments_downloaded: int | None = None  # None for a source without attachments
     requests: int = 0
     http_errors: int = 0
     pages: int = 0

@@ -176,6 +176,11 @@ def _form_resource(session: CentralSession, settings: _Settings, config: FormCon
             session.release()  # the last form to finish logs out: the token does not outlive the run
 
     def rows() -> Iterator[Any]:
+        # The cursors are hand-written, not dlt.sources.incremental: the next cursor is Central's clock
+        # when the read began (the Date of its first answer), not the newest value in the rows, which
+        # incremental's last_value would be; deletions have a cursor of their own on another endpoint;
+        # and a clock set back must move the cursor backwards. What incremental's lag and boundary
+        # dedup give the other sources, the overlap window and the "recent" timestamps give here.
         state = dlt.current.resource_state()
         if settings.full_refresh:
             state.clear()
@@ -285,6 +290,7 @@ def _form_resource(session: CentralSession, settings: _Settings, config: FormCon
         if with_files:
             yield from _attachments(session, settings, form_id, with_files, run, loaded_at, stats)
         stats.part(f"odk_central.{form_id}.attachments")  # a sync type even when nothing changed
+        stats.attachments_downloaded = stats.attachments_downloaded or 0
 
         stats.requests, stats.http_errors = session.stats.requests, session.stats.http_errors
         if newest:
@@ -454,7 +460,9 @@ def _attachments(
     )
     rows = [row | {"_loaded_at": loaded_at} for row in result.rows]
     stats.part(f"odk_central.{form_id}.attachments", processed=result.listed)
-    stats.files_loaded += [f"{row['submission_id']}/{row['name']}" for row in rows if row.get("storage_key")]
+    stored = [f"{row['submission_id']}/{row['name']}" for row in rows if row.get("storage_key")]
+    stats.files_loaded += stored
+    stats.attachments_downloaded = (stats.attachments_downloaded or 0) + len(stored)
     if rows:
         yield dlt.mark.with_hints(rows, ATTACHMENT_HINTS, create_table_variant=True)
 

@@ -188,7 +188,13 @@ class CentralSession:
         return f"{self.api_url}/projects/{project_id}/forms/{quote(xml_form_id, safe='')}.svc"
 
     def paginate(self, url: str, params: dict[str, Any] | None = None) -> Iterator[list[dict[str, Any]]]:
-        """Pages of an OData data document, following ``@odata.nextLink`` exactly as given."""
+        """Pages of an OData data document, following ``@odata.nextLink`` exactly as given.
+
+        Not dlt's RESTClient with a JSONLinkPaginator, which follows the same link: its requests would
+        bypass ``request`` (one login after a 401 however many threads saw it, Central's clock from
+        each answer) unless re-created in an auth hook, it parses each page's JSON once for the data
+        and once for the link, and a body that is not an OData document comes out as an empty page
+        where this raises."""
         page = self.get_json(url, params)
         while True:
             if not isinstance(page, dict) or not isinstance(page.get("value"), list):

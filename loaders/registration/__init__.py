@@ -93,34 +93,39 @@ def registration(
             continue
         rows = {} if full_refresh else dict((stored or {}).get(level.name, {}))
         stats.part(f"registration.{level.name}")  # every level read is audited, even with nothing new
-        reader = sql_table(
-            credentials=engine,
-            table=level.table,
-            schema=level.schema,
-            chunk_size=chunk_size,
-            backend="sqlalchemy",
-            reflection_level="minimal",
-            included_columns=list(level.columns),
-            incremental=(
-                dlt.sources.incremental(
-                    level.cursor_path,
-                    row_order="asc",
-                    # rows without a timestamp are read every run (and loaded only when changed)
-                    on_cursor_value_missing="include",
-                    # the last LAG_SECONDS are read again, so a row committed late with an earlier
-                    # timestamp is not missed; unchanged rows are then skipped by their hash. (The
-                    # default closed range keeps a list of row hashes in the state whose order
-                    # changes every run, which made every run a new load.)
-                    range_start="open",
-                    lag=LAG_SECONDS,
-                )
-                if level.updated_at_column and not full_refresh
-                else None
-            ),
-        ).with_name(f"read_{level.name}")
+        reader = _reader(engine, level, chunk_size, full_refresh)
         resources.append(reader | _level_rows(level, rows, stats))
         resources.append(_deletions(level, engine, rows, stats))
     return resources
+
+
+def _reader(engine: Any, level: LevelConfig, chunk_size: int, full_refresh: bool) -> Any:
+    """dlt's sql_table for a level's source table: its configured columns, incremental on its
+    ``updated_at`` column where it has one."""
+    incremental = None
+    if level.updated_at_column and not full_refresh:
+        incremental = dlt.sources.incremental(
+            level.cursor_path,
+            row_order="asc",
+            # rows without a timestamp are read every run (and loaded only when changed)
+            on_cursor_value_missing="include",
+            # the last LAG_SECONDS are read again, so a row committed late with an earlier
+            # timestamp is not missed; unchanged rows are then skipped by their hash. (The
+            # default closed range keeps a list of row hashes in the state whose order
+            # changes every run, which made every run a new load.)
+            range_start="open",
+            lag=LAG_SECONDS,
+        )
+    return sql_table(
+        credentials=engine,
+        table=level.table,
+        schema=level.schema,
+        chunk_size=chunk_size,
+        backend="sqlalchemy",
+        reflection_level="minimal",
+        included_columns=list(level.columns),
+        incremental=incremental,
+    ).with_name(f"read_{level.name}")
 
 
 def _level_rows(level: LevelConfig, stored: Mapping[str, str], stats: LoadStats) -> Any:

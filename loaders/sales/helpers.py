@@ -282,29 +282,8 @@ class CsvFile:
             except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
                 raise stopped(exc, next_line) from None
             table = pa.Table.from_batches([record_batch])
-            n = table.num_rows
-            if consumed == len(skipped):
-                lines = pa.arange(next_line, next_line + n)
-                next_line += n
-            else:
-                numbers = []
-                for _ in range(n):
-                    while consumed < len(skipped) and skipped[consumed] == next_line:
-                        consumed += 1
-                        next_line += 1
-                    numbers.append(next_line)
-                    next_line += 1
-                lines = pa.array(numbers, type=pa.int64())
-            blank = None
-            for name in table.column_names:
-                empty = pc.equal(table.column(name), "")
-                blank = empty if blank is None else pc.and_(blank, empty)
-            if blank is not None and pc.any(blank).as_py():
-                keep = pc.invert(blank)
-                if isinstance(keep, pa.ChunkedArray):
-                    keep = keep.combine_chunks()
-                table, lines = table.filter(keep), lines.filter(keep)
-            yield CsvBatch(table=table, lines=lines)
+            lines, next_line, consumed = _line_numbers(table.num_rows, next_line, skipped, consumed)
+            yield CsvBatch(*_without_blank_rows(table, lines))
 
     def _open_arrow(self, block_size: int, on_invalid: Any) -> Any:
         return pacsv.open_csv(
@@ -358,6 +337,35 @@ class ValidatedBatch:
     reasons: list[str]
 
 
+def _line_numbers(n: int, next_line: int, skipped: list[int], consumed: int) -> tuple[pa.Array, int, int]:
+    """The file line of each of a block's ``n`` rows, from ``next_line`` on, past the lines Arrow
+    skipped (``skipped[consumed:]``); with the next line and the skipped entries placed so far."""
+    if consumed == len(skipped):
+        return pa.arange(next_line, next_line + n), next_line + n, consumed
+    numbers = []
+    for _ in range(n):
+        while consumed < len(skipped) and skipped[consumed] == next_line:
+            consumed += 1
+            next_line += 1
+        numbers.append(next_line)
+        next_line += 1
+    return pa.array(numbers, type=pa.int64()), next_line, consumed
+
+
+def _without_blank_rows(table: pa.Table, lines: pa.Array) -> tuple[pa.Table, pa.Array]:
+    """Blank lines (every field empty) are not records."""
+    blank = None
+    for name in table.column_names:
+        empty = pc.equal(table.column(name), "")
+        blank = empty if blank is None else pc.and_(blank, empty)
+    if blank is None or not pc.any(blank).as_py():
+        return table, lines
+    keep = pc.invert(blank)
+    if isinstance(keep, pa.ChunkedArray):
+        keep = keep.combine_chunks()
+    return table.filter(keep), lines.filter(keep)
+
+
 def validate_orders(
     table: pa.Table,
     *,
@@ -381,6 +389,58 @@ def validate_orders(
     for name in (*ORDER_COLUMNS, *shape.line_columns):
         if name not in table.column_names:
             table = table.append_column(name, pa.nulls(n, pa.string()))
+    checked = _check_values(table, shape, date_format)
+    rejected: dict[int, str] = {
+        i: _reason(i, **checked.checks) for i in pc.indices_nonzero(pc.invert(checked.ok)).to_pylist()
+    }
+    line_key = shape.line_keys(checked.trimmed)
+    _reject_repeats(checked, line_key, shape, seen_keys, rejected)
+    rejected_index = sorted(rejected)
+    reasons = [rejected[i] for i in rejected_index]
+    if lines is None:
+        lines = pa.nulls(n, type=pa.int64())
+    trimmed = checked.trimmed
+    good = pa.Table.from_arrays(
+        [
+            trimmed["order_id"],
+            pc.cast(checked.dates, pa.date32()),
+            trimmed["user_id"],
+            trimmed["product_name"],
+            line_key,
+            checked.checks["quantity"],
+            checked.checks["unit_price"],
+            checked.total,
+            trimmed["region"],
+            pa.repeat(pa.scalar(source_name, pa.string()), n),
+            pa.repeat(pa.scalar(source_file, pa.string()), n),
+            lines,
+            pa.repeat(pa.scalar(loaded_at, pa.timestamp("us", tz="UTC")), n),
+        ],
+        schema=ORDERS_SCHEMA,
+    )
+    if rejected_index:
+        keep = pc.invert(
+            pc.is_in(pa.array(range(n), pa.int64()), value_set=pa.array(rejected_index, pa.int64()))
+        )
+        good = good.filter(keep)
+    return ValidatedBatch(good=good, rejected_index=rejected_index, reasons=reasons)
+
+
+@dataclass
+class _Checked:
+    """A batch's values trimmed and typed, which rows pass, and what ``_reason`` needs for the others."""
+
+    trimmed: dict[str, Any]
+    dates: Any
+    total: Any
+    ok: pa.Array
+    checks: dict[str, Any]
+
+
+def _check_values(table: pa.Table, shape: RecordShape, date_format: str) -> _Checked:
+    """Every value check of a batch, vectorised: required fields given, numbers and dates that parse,
+    positive quantity and price, a total within a cent of quantity x price (or computed, where the
+    shape lets a line leave it out and the product fits)."""
     checked = tuple(dict.fromkeys((*ORDER_COLUMNS, *shape.key)))
     required = tuple(name for name in checked if name not in shape.optional)
     trimmed = {name: pc.utf8_trim_whitespace(table.column(name)) for name in checked}
@@ -415,7 +475,6 @@ def validate_orders(
     ok = pc.and_(ok, date_ok)
     ok = pc.and_(ok, pc.and_(pc.greater(quantity, 0), pc.greater(unit_price, 0)))
     ok = pc.and_(ok, pc.and_(total_matches, pc.or_(total_given, fits)))
-
     ok = ok.combine_chunks() if isinstance(ok, pa.ChunkedArray) else ok
     checks = {
         "blank": blank,
@@ -431,57 +490,31 @@ def validate_orders(
         "total_matches": total_matches,
         "date_format": date_format,
     }
-    rejected: dict[int, str] = {
-        i: _reason(i, **checks) for i in pc.indices_nonzero(pc.invert(ok)).to_pylist()
-    }
-    # Order-line keys of the rows that passed: a repeat (in this batch or earlier in the run) is
-    # rejected. The common case - no repeats - stays in C (set operations), not a Python loop.
-    line_key = shape.line_keys(trimmed)
-    passed = pc.indices_nonzero(ok)
+    return _Checked(trimmed=trimmed, dates=dates, total=total, ok=ok, checks=checks)
+
+
+def _reject_repeats(
+    checked: _Checked, line_key: Any, shape: RecordShape, seen_keys: set[str], rejected: dict[int, str]
+) -> None:
+    """Order-line keys of the rows that passed: a repeat (in this batch or earlier in the run) is
+    rejected. The common case - no repeats - stays in C (set operations), not a Python loop."""
+    trimmed = checked.trimmed
+    passed = pc.indices_nonzero(checked.ok)
     keys = pc.binary_join_element_wise(
         pc.take(trimmed["order_id"], passed), pc.take(line_key, passed), "\x1f"
     ).to_pylist()
     batch_keys = set(keys)
     if len(batch_keys) == len(keys) and seen_keys.isdisjoint(batch_keys):
         seen_keys |= batch_keys
-    else:
-        for i, key in zip(passed.to_pylist(), keys, strict=True):
-            if key in seen_keys:
-                values = ", ".join(str(trimmed[name][i].as_py()) for name in shape.key)
-                rejected[i] = (
-                    f"duplicate order line: ({', '.join(shape.key)}) = ({values}) "
-                    "was already read in this run"
-                )
-            else:
-                seen_keys.add(key)
-    rejected_index = sorted(rejected)
-    reasons = [rejected[i] for i in rejected_index]
-    if lines is None:
-        lines = pa.nulls(n, type=pa.int64())
-    good = pa.Table.from_arrays(
-        [
-            trimmed["order_id"],
-            pc.cast(dates, pa.date32()),
-            trimmed["user_id"],
-            trimmed["product_name"],
-            line_key,
-            quantity,
-            unit_price,
-            total,
-            trimmed["region"],
-            pa.repeat(pa.scalar(source_name, pa.string()), n),
-            pa.repeat(pa.scalar(source_file, pa.string()), n),
-            lines,
-            pa.repeat(pa.scalar(loaded_at, pa.timestamp("us", tz="UTC")), n),
-        ],
-        schema=ORDERS_SCHEMA,
-    )
-    if rejected_index:
-        keep = pc.invert(
-            pc.is_in(pa.array(range(n), pa.int64()), value_set=pa.array(rejected_index, pa.int64()))
-        )
-        good = good.filter(keep)
-    return ValidatedBatch(good=good, rejected_index=rejected_index, reasons=reasons)
+        return
+    for i, key in zip(passed.to_pylist(), keys, strict=True):
+        if key in seen_keys:
+            values = ", ".join(str(trimmed[name][i].as_py()) for name in shape.key)
+            rejected[i] = (
+                f"duplicate order line: ({', '.join(shape.key)}) = ({values}) was already read in this run"
+            )
+        else:
+            seen_keys.add(key)
 
 
 def _parse_dates(text: pa.ChunkedArray, date_format: str) -> tuple[pa.Array, pa.Array]:

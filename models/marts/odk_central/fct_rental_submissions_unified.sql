@@ -13,6 +13,7 @@
         materialized='incremental',
         incremental_strategy='delete+insert',
         unique_key='submission_id',
+        on_schema_change='append_new_columns',
         post_hook="delete from {{ this }} where is_deleted",
     )
 }}
