@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,98 @@ def record_columns(figures: Sequence[str]) -> dict[str, dict[str, Any]]:
 Record = tuple[str, str | None, int | None, dict[str, Any], str | None]
 
 
+@dataclass
+class _Versions:
+    """The cursor: the latest ``updated_at`` loaded, and the versions (digests) loaded at exactly that
+    time, so a record written later with the same timestamp is still read and the same one is not
+    loaded again.
+
+    This is dlt.sources.incremental's last_value and boundary dedup, hand-written because
+    incremental drops every row behind the cursor, and a record new to the warehouse, or newer than
+    its stored version, is loaded here however far behind the cursor its clock is (a field device's
+    records arrive days late); the row-by-row verdict also names the record it quarantines.
+    """
+
+    cursor: datetime | None
+    at_cursor: set[str]
+    stored_moments: Callable[[], dict[str, datetime]] | None  # read once, when first needed
+    latest: datetime | None = None
+    latest_ids: set[str] = field(default_factory=set)
+    # record_id -> (updated_at, digest) of the latest version read in this run: two versions with
+    # different times are both loaded and the merge keeps the later; two different ones with the
+    # same time cannot be ordered, and the second is quarantined
+    read_now: dict[str, tuple[datetime, str]] = field(default_factory=dict)
+    _stored: dict[str, datetime] | None = None
+
+    def __post_init__(self) -> None:
+        self.latest, self.latest_ids = self.cursor, set(self.at_cursor)
+
+    def judge(self, row: dict[str, Any], fingerprint: str) -> tuple[str, str]:
+        """("load", ""), ("unchanged", "") or ("reject", why) for a checked record and its digest."""
+        moment = row["updated_at"]
+        earlier = self.read_now.get(row["record_id"])
+        if earlier is not None and earlier[0] == moment:
+            if earlier[1] == fingerprint:
+                return "unchanged", ""  # the same version again (another file, a repeat)
+            return "reject", (
+                f"record_id {row['record_id']} was read earlier in this run with the same "
+                "updated_at and other values: which one holds cannot be told"
+            )
+        if earlier is None or moment > earlier[0]:
+            self.read_now[row["record_id"]] = (moment, fingerprint)
+        if self.cursor is not None and (
+            (moment < self.cursor and not self._newer_than_stored(row))
+            or (moment == self.cursor and fingerprint in self.at_cursor)
+        ):
+            # a version the warehouse has, or an older one: a record new to it, or newer than its
+            # stored version, is loaded however far behind the cursor its clock is
+            return "unchanged", ""
+        if self.latest is None or moment > self.latest:
+            self.latest, self.latest_ids = moment, {fingerprint}
+        elif moment == self.latest:
+            self.latest_ids.add(fingerprint)
+        return "load", ""
+
+    def _newer_than_stored(self, row: dict[str, Any]) -> bool:
+        if self._stored is None:
+            self._stored = self.stored_moments() if self.stored_moments else {}
+        known_at = self._stored.get(row["record_id"])
+        return known_at is None or row["updated_at"] > known_at
+
+
+def _read_table(
+    engine: Any, table: str, schema: str | None, columns: list[str], since: datetime | None
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The source table's rows updated since ``since`` (less ``LAG_SECONDS``) or never, with their
+    locator; every row without a cursor."""
+    source = sa.table(table, *(sa.column(name) for name in columns), schema=schema)
+    query = sa.select(*source.c)
+    if since is not None:
+        query = query.where(
+            sa.or_(
+                source.c.updated_at >= since - timedelta(seconds=LAG_SECONDS),
+                source.c.updated_at.is_(None),
+            )
+        )
+    with engine.connect() as conn:
+        for index, row in enumerate(conn.execute(query.execution_options(yield_per=BATCH)).mappings()):
+            yield f"{table} row {index + 1}", dict(row)
+
+
+def _records_folder(files_path: str | None) -> Path:
+    if not files_path:
+        raise ConfigurationError(
+            "set sources.communities.files_path (a folder of CSV files) or credentials and table"
+        )
+    folder = Path(files_path)
+    folder = folder if folder.is_absolute() else ROOT / folder
+    if not folder.is_dir():
+        raise ConfigurationError(
+            f"community records folder {folder} does not exist: set sources.communities.files_path"
+        )
+    return folder
+
+
 @dlt.source(name="communities", max_table_nesting=0)
 def communities(
     files_path: str | None = dlt.config.value,
@@ -79,36 +172,9 @@ def communities(
             credentials, "the community records database", "sources.communities.credentials"
         )
         columns = [key_column, barangay_code_column, *names, "is_deleted", "updated_at"]
-
-        def read(since: datetime | None) -> Iterator[tuple[str, dict[str, Any]]]:
-            source = sa.table(table, *(sa.column(name) for name in columns), schema=schema)
-            query = sa.select(*source.c)
-            if since is not None:
-                query = query.where(
-                    sa.or_(
-                        source.c.updated_at >= since - timedelta(seconds=LAG_SECONDS),
-                        source.c.updated_at.is_(None),
-                    )
-                )
-            with engine.connect() as conn:
-                for index, row in enumerate(
-                    conn.execute(query.execution_options(yield_per=BATCH)).mappings()
-                ):
-                    yield f"{table} row {index + 1}", dict(row)
-
         paths: list[Path] = []
     else:
-        if not files_path:
-            raise ConfigurationError(
-                "set sources.communities.files_path (a folder of CSV files) or credentials and table"
-            )
-        folder = Path(files_path)
-        folder = folder if folder.is_absolute() else ROOT / folder
-        if not folder.is_dir():
-            raise ConfigurationError(
-                f"community records folder {folder} does not exist: set sources.communities.files_path"
-            )
-
+        folder = _records_folder(files_path)
         paths = sorted(folder.glob("*.csv"))
     stats = stats if stats is not None else LoadStats()
     known = barangay_codes()
@@ -127,16 +193,14 @@ def communities(
         columns=record_columns(names),
     )
     def records() -> Iterator[Any]:
-        # The cursor: the latest updated_at loaded, and the records loaded at exactly that time (so a
-        # record written later with the same timestamp is still read, and the same one is not reloaded).
-        # This is dlt.sources.incremental's last_value and boundary dedup, hand-written because
-        # incremental drops every row behind the cursor, and a record new to the warehouse, or newer
-        # than its stored version, is loaded here however far behind the cursor its clock is (a field
-        # device's records arrive days late); the row-by-row check also names the record it quarantines.
         state = dlt.current.resource_state()
-        cursor = None if full_refresh or not state.get("cursor") else datetime.fromisoformat(state["cursor"])
-        at_cursor = set() if full_refresh else set(state.get("at_cursor", []))
-        latest, latest_ids = cursor, set(at_cursor)
+        versions = _Versions(
+            cursor=None
+            if full_refresh or not state.get("cursor")
+            else datetime.fromisoformat(state["cursor"]),
+            at_cursor=set() if full_refresh else set(state.get("at_cursor", [])),
+            stored_moments=stored_moments,
+        )
         # the files read whole before, by content digest (only the files still present are kept)
         same_context = not full_refresh and state.get("files_context") == context
         files_read = dict(state.get("files", {})) if same_context else {}
@@ -146,26 +210,14 @@ def communities(
             """(name, its records) of the table, or of each CSV file to read (the others are left out
             and counted; a file is marked as read once its records are consumed)."""
             if credentials:
-                yield str(table), ((locator, None, None, row, None) for locator, row in read(cursor))
+                rows = _read_table(engine, str(table), schema, columns, versions.cursor)
+                yield str(table), ((locator, None, None, row, None) for locator, row in rows)
                 return
             by_name = {path.name: path for path in paths}
             for name, reader in files_to_read(by_name.items(), files_read, stats, settle_seconds):
                 where = str(by_name[name])
                 rows = read_records(reader, required=required, optional=("is_deleted",))
                 yield name, ((f"{name}:{line}", where, line, row, problem) for line, row, problem in rows)
-
-        stored: dict[str, datetime] | None = None  # updated_at of the stored records, read when needed
-        # record_id -> (updated_at, digest) of the latest version read in this run: two versions with
-        # different times are both loaded and the merge keeps the later; two different ones with the
-        # same time cannot be ordered, and the second is quarantined
-        read_now: dict[str, tuple[datetime, str]] = {}
-
-        def newer_than_stored(row: dict[str, Any]) -> bool:
-            nonlocal stored
-            if stored is None:
-                stored = stored_moments() if stored_moments else {}
-            known_at = stored.get(row["record_id"])
-            return known_at is None or row["updated_at"] > known_at
 
         def rejected(locator: str, source_file: str | None, line: int | None, raw: Any, reason: str) -> dict:
             return rejection(
@@ -199,33 +251,13 @@ def communities(
                     except ValueError as exc:
                         bad.append(rejected(locator, source_file, line, record, str(exc)))
                         continue
-                    moment = row["updated_at"]
-                    fingerprint = row_hash(row, hashed)
-                    earlier = read_now.get(row["record_id"])
-                    if earlier is not None and earlier[0] == moment:
-                        if earlier[1] == fingerprint:
-                            stats.unchanged += 1  # the same version again (another file, a repeat)
-                        else:
-                            reason = (
-                                f"record_id {row['record_id']} was read earlier in this run with the same "
-                                "updated_at and other values: which one holds cannot be told"
-                            )
-                            bad.append(rejected(locator, source_file, line, record, reason))
-                        continue
-                    if earlier is None or moment > earlier[0]:
-                        read_now[row["record_id"]] = (moment, fingerprint)
-                    if cursor is not None and (
-                        (moment < cursor and not newer_than_stored(row))
-                        or (moment == cursor and fingerprint in at_cursor)
-                    ):
-                        # a version the warehouse has, or an older one: a record new to it, or newer
-                        # than its stored version, is loaded however far behind the cursor its clock is
+                    verdict, reason = versions.judge(row, row_hash(row, hashed))
+                    if verdict == "unchanged":
                         stats.unchanged += 1
                         continue
-                    if latest is None or moment > latest:
-                        latest, latest_ids = moment, {fingerprint}
-                    elif moment == latest:
-                        latest_ids.add(fingerprint)
+                    if verdict == "reject":
+                        bad.append(rejected(locator, source_file, line, record, reason))
+                        continue
                     row["source_file"] = source_name
                     row["_loaded_at"] = loaded_at
                     good.append(row)
@@ -256,10 +288,10 @@ def communities(
             state["files"] = {path.name: files_read[path.name] for path in paths if path.name in files_read}
             state["files_context"] = context
         stats.part("communities.records", processed=stats.read, rejected=stats.rejected)
-        if latest is not None:
-            state["cursor"] = latest.isoformat()
-            state["at_cursor"] = sorted(latest_ids)
-            stats.cursor = latest.isoformat()
+        if versions.latest is not None:
+            state["cursor"] = versions.latest.isoformat()
+            state["at_cursor"] = sorted(versions.latest_ids)
+            stats.cursor = versions.latest.isoformat()
 
     return records
 
