@@ -326,17 +326,7 @@ def sales_api(
         for page_number, page in enumerate(pages, start=1):
             stats.pages += 1
             totals.add(_total_records(page))
-            # A record shifted onto the next page (one added above it while the run paged) is read
-            # twice: the same record again is not a second line, and is counted as unchanged.
-            records = []
-            for record in page:
-                digest = row_hash({"r": record}, ("r",))
-                if digest in digests:
-                    stats.unchanged += 1
-                    stats.read += 1
-                else:
-                    digests.add(digest)
-                    records.append(record)
+            records = _not_read_before(page, digests, stats)
             table = _records_table(records, shape.columns)
             result = validate_orders(
                 table,
@@ -376,25 +366,54 @@ def sales_api(
                         for i, reason in zip(result.rejected_index, result.reasons, strict=True)
                     ]
                 )
-        cursor = state.get("cursor")
-        if len(totals) > 1:
-            # Records came or went while the run paged: one may have moved onto a page already read
-            # and been missed. The cursor stays, so the next run reads this window again (its lines
-            # read again unchanged cost nothing).
-            stats.notes.append(
-                f"the API's records changed while they were read (total_records {sorted(totals, key=str)}): "
-                "the cursor stays where it was, and the next run reads the window again"
-            )
-        elif max_date is not None and (cursor is None or max_date.isoformat() > cursor):
-            state["cursor"] = max_date.isoformat()
-        stats.cursor = state.get("cursor")
-        # keep the lines of the days the next run reads again (all of them while there is no cursor)
-        keep_from = ""
-        if state.get("cursor"):
-            keep_from = (date.fromisoformat(state["cursor"]) - timedelta(days=lookback_days)).isoformat()
-        state["recent"] = {key: line for key, line in recent.items() if line[0] >= keep_from}
+        _advance_cursor(state, max_date, totals, recent, lookback_days, stats)
 
     return api_orders
+
+
+def _not_read_before(page: Any, digests: set[str], stats: LoadStats) -> list[Any]:
+    """The page's records not read earlier in this run. A record shifted onto the next page (one added
+    above it while the run paged) is read twice: the same record again is not a second line, and is
+    counted as unchanged."""
+    records = []
+    for record in page:
+        digest = row_hash({"r": record}, ("r",))
+        if digest in digests:
+            stats.unchanged += 1
+            stats.read += 1
+        else:
+            digests.add(digest)
+            records.append(record)
+    return records
+
+
+def _advance_cursor(
+    state: dict[str, Any],
+    max_date: date | None,
+    totals: set[Any],
+    recent: dict[str, list[str]],
+    lookback_days: int,
+    stats: LoadStats,
+) -> None:
+    """The next window: the cursor moves to the newest order date read, unless the API's records
+    changed while they were read; the lines of the days the next run reads again are kept."""
+    cursor = state.get("cursor")
+    if len(totals) > 1:
+        # Records came or went while the run paged: one may have moved onto a page already read
+        # and been missed. The cursor stays, so the next run reads this window again (its lines
+        # read again unchanged cost nothing).
+        stats.notes.append(
+            f"the API's records changed while they were read (total_records {sorted(totals, key=str)}): "
+            "the cursor stays where it was, and the next run reads the window again"
+        )
+    elif max_date is not None and (cursor is None or max_date.isoformat() > cursor):
+        state["cursor"] = max_date.isoformat()
+    stats.cursor = state.get("cursor")
+    # keep the lines of the days the next run reads again (all of them while there is no cursor)
+    keep_from = ""
+    if state.get("cursor"):
+        keep_from = (date.fromisoformat(state["cursor"]) - timedelta(days=lookback_days)).isoformat()
+    state["recent"] = {key: line for key, line in recent.items() if line[0] >= keep_from}
 
 
 def _total_records(page: Any) -> Any:
