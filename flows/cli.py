@@ -196,16 +196,45 @@ def _exit_for(summary: Any, what: str = "run") -> None:
 
 @app.command()
 @handled
-def status(target: TargetOption = None) -> None:
-    """One line per sync type, from audit.sync_status."""
+def status(
+    target: TargetOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Errors in full.")] = False,
+) -> None:
+    """Per sync type: the last attempt and success, staleness against its schedule, success rates and
+    durations over 7 and 30 days. Exit 0 all healthy, 1 a latest attempt failed, was abandoned or is
+    stale, 2 the status cannot be read."""
+    import json
+
     from flows.report import print_status
+    from flows.status import StatusUnavailable, sync_states
     from loaders.common.lock import reading
 
     warehouse = Warehouse.from_env(target)
-    with reading(warehouse):
-        ok = print_status(warehouse)
-    if not ok:
-        raise typer.Exit(code=1)
+    try:
+        with reading(warehouse):
+            states = sync_states(warehouse)
+    except StatusUnavailable as exc:
+        _fail(str(exc), EXIT_CONFIGURATION)
+    except (ConfigurationError, WarehouseBusy):
+        raise
+    except Exception as exc:  # cannot check is 2, never 1 (unhealthy)
+        from loaders.common.audit import describe_error
+
+        _fail(f"cannot read the sync status: {describe_error(exc)}", EXIT_CONFIGURATION)
+    healthy = all(state.healthy for state in states)
+    if as_json:
+        document = {
+            "warehouse": warehouse.describe(),
+            "healthy": healthy,
+            "sync_types": [state.as_json() for state in states],
+        }
+        typer.echo(json.dumps(document, indent=2, default=str))
+    else:
+        typer.echo(f"Sync status ({warehouse.describe()}):")
+        print_status(states, verbose=verbose)
+    if not healthy:
+        raise typer.Exit(code=EXIT_FAILED)
 
 
 @app.command()
@@ -220,6 +249,7 @@ def demo(
     from demo import sample_sources  # the harness, at this command's edge only
     from flows.pipeline import run as run_steps
     from flows.report import print_reconciliation, print_row_counts, print_status, print_summary, row_counts
+    from flows.status import sync_states
     from loaders.common.warehouse import scoped_env
 
     with sample_sources(samples) as sources, scoped_env(sources.env):
@@ -232,7 +262,7 @@ def demo(
     typer.echo("")
     print_row_counts(before, row_counts(warehouse))
     typer.echo("")
-    print_status(warehouse)
+    print_status(sync_states(warehouse))
     typer.echo("")
     print_reconciliation(warehouse)
     _exit_for(summary, "demo")

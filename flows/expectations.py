@@ -147,10 +147,10 @@ def run_expectations(
     return what passed and what failed.
 
     A selected mart missing from the warehouse is reported as a failure (build the marts with
-    ``dbt build`` first), unless its source is ``waiting`` for a table no load has created yet (then
-    dbt skipped the mart, and so does this). Raises :class:`ConfigurationError` when the warehouse
-    cannot be reached or a description is malformed, and :class:`ExpectationsError` when GX itself
-    fails to run a checkpoint.
+    ``dbt build`` first), unless it is built from a source table (``source.table``) in ``waiting``,
+    one no load has created yet (then dbt skipped the mart, and so does this). Raises
+    :class:`ConfigurationError` when the warehouse cannot be reached or a description is malformed,
+    and :class:`ExpectationsError` when GX itself fails to run a checkpoint.
     """
     started = time.perf_counter()
     described = _described(warehouse)
@@ -165,7 +165,7 @@ def run_expectations(
             "build the marts first (dbt build)",
         )
         for mart in marts
-        if mart not in measured.row_counts and not described[mart].sources & set(waiting)
+        if mart not in measured.row_counts and not described[mart].source_tables & set(waiting)
     ]
     present = [mart for mart in marts if mart in measured.row_counts]
     previous = _previous_row_counts(warehouse)

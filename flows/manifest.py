@@ -28,6 +28,7 @@ class Model:
     relation: str  # schema.name, as readers query it
     sources: frozenset[str]  # the dbt sources it is built from, however far up
     meta: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    source_tables: frozenset[str] = frozenset()  # the same, as ``source.table``
 
 
 def models(warehouse: Warehouse) -> dict[str, Model]:
@@ -44,15 +45,17 @@ def models(warehouse: Warehouse) -> dict[str, Model]:
 def _read(path: Path, _version: int) -> dict[str, Model]:
     manifest = json.loads(path.read_text())
     parents: dict[str, list[str]] = manifest["parent_map"]
-    source_names = {uid: node["source_name"] for uid, node in manifest["sources"].items()}
+    source_tables = {
+        uid: f"{node['source_name']}.{node['name']}" for uid, node in manifest["sources"].items()
+    }
     upstream: dict[str, frozenset[str]] = {}
 
-    def sources_of(uid: str) -> frozenset[str]:
-        if uid in source_names:
-            return frozenset({source_names[uid]})
+    def tables_of(uid: str) -> frozenset[str]:
+        if uid in source_tables:
+            return frozenset({source_tables[uid]})
         if uid not in upstream:
             upstream[uid] = frozenset()  # (a cycle cannot happen in dbt; this only stops recursion)
-            upstream[uid] = frozenset().union(*(sources_of(parent) for parent in parents.get(uid, [])))
+            upstream[uid] = frozenset().union(*(tables_of(parent) for parent in parents.get(uid, [])))
         return upstream[uid]
 
     found = {}
@@ -61,10 +64,18 @@ def _read(path: Path, _version: int) -> dict[str, Model]:
             continue
         meta = {**node.get("meta", {}), **node.get("config", {}).get("meta", {})}
         relation = f"{node['schema']}.{node.get('alias') or node['name']}"
-        found[node["name"]] = Model(node["name"], relation, sources_of(uid), meta)
+        tables = tables_of(uid)
+        sources = frozenset(table.split(".", 1)[0] for table in tables)
+        found[node["name"]] = Model(node["name"], relation, sources, meta, tables)
     return found
 
 
 def declaring(warehouse: Warehouse, key: str) -> list[Model]:
     """The models whose meta declares ``key``, by name."""
     return sorted((m for m in models(warehouse).values() if key in m.meta), key=lambda m: m.name)
+
+
+def read_source_tables(warehouse: Warehouse) -> frozenset[str]:
+    """The source tables (``source.table``) some model reads, however far down: a declared table no
+    model reads (a quarantine before its first rejection, say) keeps nothing waiting."""
+    return frozenset().union(*(model.source_tables for model in models(warehouse).values()))

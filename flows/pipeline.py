@@ -217,13 +217,15 @@ def dbt_build(
     in-process; returns the outcome and the sources built."""
     from flows.build_plan import missing_source_tables, plan
     from flows.dbt_runner import invoke
+    from flows.manifest import read_source_tables
 
     build = plan(warehouse, available_dbt_sources(warehouse), full_refresh)
     if not build.sources:
         return StepOutcome(name="dbt_build", status="skipped", detail=build.reason), []
     # a source's seeds with the models built from them (e.g. the PSGC hierarchy, from the seed alone)
     seeds = [f"path:seeds/{name}+" for name in build.seeds() if (ROOT / "seeds" / name).is_dir()]
-    not_loaded = missing_source_tables(warehouse, build.sources)
+    read = read_source_tables(warehouse)
+    not_loaded = [table for table in missing_source_tables(warehouse, build.sources) if table in read]
     run = audit.SyncRun(sync_type="dbt_build", flow_run_id=flow_run_id)
     with audit.attempt(warehouse, run):
         result = invoke(
@@ -266,13 +268,12 @@ def check_expectations(
     not_loaded: list[str] | None = None,
 ) -> StepOutcome:
     """The Great Expectations suites for the marts of ``sources``; a failed expectation fails the run.
-    A mart not built because a table of its source has no data yet (``not_loaded``) is not checked."""
+    A mart not built because a source table it reads has no data yet (``not_loaded``) is not checked."""
     from flows.expectations import run_expectations
 
     run = audit.SyncRun(sync_type="expectations", flow_run_id=flow_run_id)
-    waiting = {table.split(".", 1)[0] for table in not_loaded or []}
     with audit.attempt(warehouse, run):
-        result = run_expectations(warehouse, sources=sources, waiting=waiting)
+        result = run_expectations(warehouse, sources=sources, waiting=not_loaded or [])
         run.records_processed = result.evaluated
         run.records_rejected = len(result.failures)
         run.metadata = {

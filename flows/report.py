@@ -40,55 +40,61 @@ def print_summary(summary: RunSummary) -> None:
     typer.echo(_table(["step", "status", "read", "loaded", "rejected", "detail"], rows))
 
 
-STATUS_SQL = """
-select
-    sync_type,
-    last_sync_status,
-    last_sync_timestamp,
-    last_attempt_timestamp,
-    successful_sync_count,
-    failed_sync_count,
-    abandoned_sync_count,
-    last_records_processed,
-    last_error_message
-from audit.sync_status
-order by sync_type
-"""
+def print_status(states: list[Any], *, verbose: bool = False, width: int | None = None) -> None:
+    """One line per sync type (``flows.status.SyncState``): the last attempt, the last success and its
+    age against what its schedule allows, success rates and average durations over 7 and 30 days, the
+    records of the last attempt and its error, cut to the terminal's width unless ``verbose``."""
+    import shutil
 
+    def rate(value: float | None, attempts: int) -> str:
+        return "" if value is None else f"{value:.0%} of {attempts}"
 
-def print_status(warehouse: Warehouse) -> bool:
-    """Print audit.sync_status; False when there is nothing to show yet."""
-    try:
-        rows = warehouse.query(STATUS_SQL)
-    except Exception as exc:  # the view does not exist before the first dbt build
-        if "abandoned_sync_count" in str(exc):
-            typer.echo(
-                "audit.sync_status was built by an older version: run `elt run` once to rebuild it.",
-                err=True,
-            )
-            return False
-        if "sync_status" in str(exc) or "does not exist" in str(exc).lower():
-            typer.echo("No sync status yet: run `elt run` (or `elt demo`) first.", err=True)
-            return False
-        raise
-    typer.echo(f"Sync status ({warehouse.describe()}):")
-    typer.echo(
-        _table(
+    rows = []
+    for state in states:
+        flag = "" if state.healthy else "!"
+        rows.append(
             [
-                "sync_type",
-                "status",
-                "last_sync",
-                "last_attempt",
-                "ok",
-                "failed",
-                "abandoned",
-                "records",
-                "last_error",
-            ],
-            [[*row[:2], _ts(row[2]), _ts(row[3]), *row[4:8], (row[8] or "")[:60]] for row in rows],
+                f"{flag}{state.sync_type}",
+                state.last_sync_status,
+                _ts(state.last_success_finished_at),
+                _age(state.age_hours) + (" STALE" if state.stale else ""),
+                _age(state.max_age_hours),
+                rate(state.success_rate_7d, state.attempts_7d),
+                rate(state.success_rate_30d, state.attempts_30d),
+                "" if state.avg_duration_seconds_7d is None else f"{state.avg_duration_seconds_7d:.1f}",
+                state.last_records_processed,
+                state.last_records_rejected,
+                " ".join((state.last_error_message or "").split()),
+            ]
         )
-    )
-    return True
+    headers = ["sync_type", "status", "last_success", "age", "allowed", "ok_7d", "ok_30d", "avg_s_7d"]
+    headers += ["records", "rejected", "last_error"]
+    if not verbose:
+        # the error takes what the terminal has left, and at least 20 characters
+        width = width or shutil.get_terminal_size((160, 24)).columns
+        used = sum(
+            max(len(h), *(len(str(row[i] if row[i] is not None else "")) for row in rows)) + 2
+            for i, h in enumerate(headers[:-1])
+        )
+        room = max(20, width - used)
+        for row in rows:
+            row[-1] = row[-1] if len(row[-1]) <= room else row[-1][: room - 3] + "..."
+    typer.echo(_table(headers, rows))
+    unhealthy = [state for state in states if not state.healthy]
+    if unhealthy:
+        typer.echo(f"{len(unhealthy)} of {len(states)} sync types need attention (marked !):")
+        for state in unhealthy:
+            typer.echo(f"  {state.sync_type}: {'; '.join(state.problems())}")
+
+
+def _age(hours: float | None) -> str:
+    if hours is None:
+        return ""
+    if hours >= 48:
+        return f"{hours / 24:.1f} d"
+    if hours >= 1:
+        return f"{hours:.1f} h"
+    return f"{hours * 60:.0f} min"
 
 
 def _ts(value: Any) -> str:
