@@ -126,14 +126,15 @@ def _changed_data(warehouse: Warehouse, source: str, seen: dict[str, str | None]
     return False
 
 
-def declared_source_tables(sources: list[str]) -> dict[str, tuple[str, list[str]]]:
-    """dbt source -> (its schema, its tables), as the sources' YAML declares them."""
+def declared_source_tables(sources: list[str] | None = None) -> dict[str, tuple[str, list[str]]]:
+    """dbt source -> (its schema, its tables), as the sources' YAML declares them (of every source for
+    None)."""
     import yaml
 
     declared: dict[str, tuple[str, list[str]]] = {}
     for path in sorted((ROOT / "models").rglob("_*__sources.yml")):
         for source in (yaml.safe_load(path.read_text()) or {}).get("sources", []):
-            if source["name"] in sources:
+            if sources is None or source["name"] in sources:
                 tables = [table.get("identifier", table["name"]) for table in source.get("tables", [])]
                 declared[source["name"]] = (source.get("schema", source["name"]), tables)
     return declared

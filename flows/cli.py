@@ -239,6 +239,38 @@ def status(
 
 @app.command()
 @handled
+def health(
+    target: TargetOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
+    freshness: Annotated[
+        bool, typer.Option("--freshness/--no-freshness", help="Run dbt source freshness (about 3 s).")
+    ] = True,
+) -> None:
+    """Check that the warehouse is fed as it should be: every sync type's last attempt, age and rejected
+    rows, dbt source freshness, yesterday's sales, free disk. Exit 0 healthy, 1 unhealthy, 2 cannot
+    check. Recorded as a health_check attempt in the audit."""
+    import json
+
+    from flows.health import EXIT_CANNOT_CHECK, check_health
+    from flows.report import print_health
+    from loaders.common.lock import reading
+
+    warehouse = Warehouse.from_env(target)
+    try:
+        with reading(warehouse):
+            report = check_health(warehouse, freshness=freshness)
+    except WarehouseBusy as exc:
+        _fail(f"cannot check: {exc}", EXIT_CANNOT_CHECK)
+    if as_json:
+        typer.echo(json.dumps(report.as_json(), indent=2, default=str))
+    else:
+        print_health(report)
+    if report.exit_code:
+        raise typer.Exit(code=report.exit_code)
+
+
+@app.command()
+@handled
 def demo(
     samples: Annotated[Path, typer.Option(help="Where to write the generated sample sources.")] = ROOT
     / "data"

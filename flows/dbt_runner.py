@@ -23,6 +23,8 @@ class DbtResult:
     passed: int = 0
     failures: list[str] = field(default_factory=list)
     error: str | None = None
+    statuses: dict[str, str] = field(default_factory=dict)  # unique_id -> pass, warn, error, ...
+    ages: dict[str, float] = field(default_factory=dict)  # source freshness: unique_id -> seconds
 
     def message(self) -> str:
         return "; ".join(self.failures) or self.error or "dbt failed"
@@ -50,7 +52,7 @@ def invoke(
 
     artifacts = artifacts_path(warehouse)
     args = [
-        command,
+        *command.split(),  # "source freshness" is two words
         "--project-dir",
         str(ROOT),
         "--profiles-dir",
@@ -87,4 +89,6 @@ def invoke(
         passed=sum(1 for node in nodes if str(node.status) in {"success", "pass"}),
         failures=failures,
         error=None if result.success else redact(str(result.exception or "dbt failed")),
+        statuses={node.node.unique_id: str(node.status) for node in nodes},
+        ages={node.node.unique_id: node.age for node in nodes if getattr(node, "age", None) is not None},
     )

@@ -1,5 +1,5 @@
 """The Prefect flows that ``prefect.yaml`` deploys: the main run (``flows/pipeline.py``, each step a
-Prefect task) and the backup.
+Prefect task), the backup and the health check.
 
 Settings are read when a flow runs, never when it is deployed, so no secret is stored in a deployment:
 
@@ -220,6 +220,32 @@ def backup_flow(
         return Failed(message=str(exc))
     get_run_logger().info("backup written to %s", path)
     return str(path)
+
+
+@flow(name="elt-health-check", log_prints=False)
+def health_flow(
+    target: str | None = None,
+    freshness: bool = True,
+    variables: dict[str, str] | None = None,
+    secret_blocks: dict[str, str] | None = None,
+) -> dict[str, Any] | State:
+    """``elt health`` as a deployment: the flow run fails when a check fails or nothing could be
+    checked, naming what failed; the checks are in the audit either way (``health_check``)."""
+    from flows.health import check_health
+    from loaders.common.warehouse import Warehouse
+
+    try:
+        with deployment_settings(variables, secret_blocks):
+            report = check_health(Warehouse.from_env(target), freshness=freshness)
+    except ConfigurationError as exc:
+        return Failed(message=str(exc))
+    if report.cannot_check:
+        return Failed(message=f"cannot check: {report.cannot_check}")
+    if not report.healthy:
+        failed = "; ".join(f"{check.name}: {check.detail}" for check in report.failed)
+        return Failed(message=f"unhealthy: {failed}", data=report.as_json())
+    get_run_logger().info("healthy: %d checks passed", len(report.checks))
+    return report.as_json()
 
 
 def run(

@@ -88,13 +88,9 @@ def print_status(states: list[Any], *, verbose: bool = False, width: int | None 
 
 
 def _age(hours: float | None) -> str:
-    if hours is None:
-        return ""
-    if hours >= 48:
-        return f"{hours / 24:.1f} d"
-    if hours >= 1:
-        return f"{hours:.1f} h"
-    return f"{hours * 60:.0f} min"
+    from flows.status import format_hours
+
+    return "" if hours is None else format_hours(hours)
 
 
 def _ts(value: Any) -> str:
@@ -192,3 +188,20 @@ def print_coverage_changes(changes: list[Any]) -> None:
     if sample:
         typer.echo("Sample of the changes (estimated population):")
         typer.echo(_table(["level", "change", "code", "published", "new"], sample))
+
+
+def print_health(report: Any) -> None:
+    """The checks of ``flows.health.HealthReport``, failed ones first, then the verdict."""
+    if report.cannot_check:
+        typer.echo(f"Cannot check {report.warehouse}: {report.cannot_check}", err=True)
+        return
+    checks = sorted(report.checks, key=lambda check: check.ok)
+    rows = [[check.name, "ok" if check.ok else "FAIL", check.detail] for check in checks]
+    typer.echo(f"Health of {report.warehouse} at {_ts(report.checked_at)} UTC:")
+    typer.echo(_table(["check", "result", "detail"], rows))
+    verdict = (
+        "healthy"
+        if report.healthy
+        else f"UNHEALTHY: {len(report.failed)} of {len(report.checks)} checks failed"
+    )
+    typer.echo(verdict)

@@ -88,7 +88,8 @@ class SyncState:
             found.append(
                 "never succeeded"
                 if self.age_hours is None
-                else f"last success {_hours(self.age_hours)} ago (allowed {_hours(self.max_age_hours or 0)})"
+                else f"last success {format_hours(self.age_hours)} ago "
+                f"(allowed {format_hours(self.max_age_hours)})"
             )
         return found
 
@@ -173,7 +174,10 @@ def _utc(value: Any) -> datetime | None:
     return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def _hours(hours: float) -> str:
+def format_hours(hours: float | None) -> str:
+    """``12 min``, ``3.5 h``, ``2.1 d``; ``never`` for None."""
+    if hours is None:
+        return "never"
     if hours >= 48:
         return f"{hours / 24:.1f} d"
     if hours >= 1:

@@ -184,12 +184,24 @@ def test_every_deployment_runs_to_completion_and_stores_no_secret(
     failed = prefect.cli("deployment", "run", "elt-main/sales-daily", "--watch", "--watch-timeout", "600")
     assert failed.returncode != 0 and "Failed" in failed.stdout, failed.stdout[-3000:]
 
+    # The hourly health check, run by the worker: unhealthy now (that refused key; and the samples'
+    # sales are from early 2026, none yesterday), so its flow run fails and the audit says why.
+    health = prefect.cli(
+        "deployment", "run", "elt-health-check/health-check", "--watch", "--watch-timeout", "600"
+    )
+    assert health.returncode != 0 and "Failed" in health.stdout, health.stdout[-3000:]
+
     duckdb = Warehouse(target="duckdb", duckdb_path=duckdb_path)
     completed = duckdb.query(
         "select sync_type, status, count(*) from audit.sync_runs where flow_run_id is not null "
         "and sync_type in ('elt_run', 'backup') group by 1, 2 order by 1, 2"
     )
     assert completed == [("backup", "success", 1), ("elt_run", "error", 1), ("elt_run", "success", 3)]
+    checked = duckdb.query(
+        "select status, error_message from audit.sync_runs where sync_type = 'health_check'"
+    )
+    assert [status for status, _ in checked] == ["error"]
+    assert "sync sales_api: last attempt error" in checked[0][1] and "sales yesterday" in checked[0][1]
     refused = duckdb.query("select status, error_message from audit.sync_runs where sync_type = 'sales_api'")
     assert sorted(status for status, _ in refused) == ["error", "success"]  # not retried
     assert any("refused the API key" in (error or "") for _, error in refused)
@@ -201,7 +213,10 @@ def test_every_deployment_runs_to_completion_and_stores_no_secret(
     assert postgres.query("select count(*) from marts.fct_sales")[0][0] > 0
 
     # No secret value anywhere: the deployments, Prefect's database and logs, the warehouses.
-    inspected = "".join(prefect.cli("deployment", "inspect", name).stdout for name in DEPLOYMENTS)
+    inspected = "".join(
+        prefect.cli("deployment", "inspect", name).stdout
+        for name in (*DEPLOYMENTS, "elt-health-check/health-check")
+    )
     assert "sales-daily" in inspected
     dump = subprocess.run(
         [str(pg_server.bindir / "pg_dump") if pg_server.bindir else "pg_dump", "--dbname", database],

@@ -91,19 +91,19 @@ status as (
         last_attempts.records_rejected as last_records_rejected,
         last_successes.finished_at as last_success_finished_at,
         coalesce(windows.attempts_7d, 0) as attempts_7d,
-        round(
+        cast(round(
             cast(windows.successes_7d as {{ dbt.type_numeric() }})
             / nullif(windows.attempts_7d, 0),
             3
-        ) as success_rate_7d,
-        windows.avg_duration_seconds_7d,
+        ) as {{ dbt.type_float() }}) as success_rate_7d,
+        cast(windows.avg_duration_seconds_7d as {{ dbt.type_float() }}) as avg_duration_seconds_7d,
         coalesce(windows.attempts_30d, 0) as attempts_30d,
-        round(
+        cast(round(
             cast(windows.successes_30d as {{ dbt.type_numeric() }})
             / nullif(windows.attempts_30d, 0),
             3
-        ) as success_rate_30d,
-        windows.avg_duration_seconds_30d
+        ) as {{ dbt.type_float() }}) as success_rate_30d,
+        cast(windows.avg_duration_seconds_30d as {{ dbt.type_float() }}) as avg_duration_seconds_30d
     from counts
     inner join last_attempts
         on counts.sync_type = last_attempts.sync_type
