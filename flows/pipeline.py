@@ -224,10 +224,11 @@ def dbt_build(
         return StepOutcome(name="dbt_build", status="skipped", detail=build.reason), []
     # a source's seeds with the models built from them (e.g. the PSGC hierarchy, from the seed alone)
     seeds = [f"path:seeds/{name}+" for name in build.seeds() if (ROOT / "seeds" / name).is_dir()]
-    read = read_source_tables(warehouse)
-    not_loaded = [table for table in missing_source_tables(warehouse, build.sources) if table in read]
+    not_loaded: list[str] = []
     run = audit.SyncRun(sync_type="dbt_build", flow_run_id=flow_run_id)
     with audit.attempt(warehouse, run):
+        read = read_source_tables(warehouse)  # (dbt's manifest: may run dbt parse)
+        not_loaded = [table for table in missing_source_tables(warehouse, build.sources) if table in read]
         result = invoke(
             warehouse,
             "build",
