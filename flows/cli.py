@@ -271,6 +271,29 @@ def health(
 
 @app.command()
 @handled
+def cleanup(
+    target: TargetOption = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would go; remove nothing.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
+    wait: WaitOption = None,
+) -> None:
+    """Remove what is past its retention ([retention] in .dlt/config.toml): backups (30 days, the newest
+    kept), audit attempts (180 days, each sync type's latest kept), working folders of runs that died,
+    attachment files no row references (after 7 days). Waits while a run holds the warehouse."""
+    import json
+
+    from flows.cleanup import cleanup as clean
+    from flows.report import print_cleanup
+
+    report = clean(Warehouse.from_env(target), dry_run=dry_run, wait_seconds=wait)
+    if as_json:
+        typer.echo(json.dumps(report.as_json(), indent=2))
+    else:
+        print_cleanup(report)
+
+
+@app.command()
+@handled
 def demo(
     samples: Annotated[Path, typer.Option(help="Where to write the generated sample sources.")] = ROOT
     / "data"

@@ -1,5 +1,5 @@
 """The Prefect flows that ``prefect.yaml`` deploys: the main run (``flows/pipeline.py``, each step a
-Prefect task), the backup and the health check.
+Prefect task), the backup, the health check and the cleanup.
 
 Settings are read when a flow runs, never when it is deployed, so no secret is stored in a deployment:
 
@@ -245,6 +245,26 @@ def health_flow(
         failed = "; ".join(f"{check.name}: {check.detail}" for check in report.failed)
         return Failed(message=f"unhealthy: {failed}", data=report.as_json())
     get_run_logger().info("healthy: %d checks passed", len(report.checks))
+    return report.as_json()
+
+
+@flow(name="elt-cleanup", log_prints=False)
+def cleanup_flow(
+    target: str | None = None,
+    dry_run: bool = False,
+    variables: dict[str, str] | None = None,
+    secret_blocks: dict[str, str] | None = None,
+) -> dict[str, Any] | State:
+    """``elt cleanup`` as a deployment, between runs (it waits for the warehouse's lock)."""
+    from flows.cleanup import cleanup
+    from loaders.common.warehouse import Warehouse
+
+    try:
+        with deployment_settings(variables, secret_blocks):
+            report = cleanup(Warehouse.from_env(target), dry_run=dry_run, flow_run_id=_flow_run_id())
+    except (ConfigurationError, WarehouseBusy) as exc:
+        return Failed(message=str(exc))
+    get_run_logger().info("cleanup: %s", report.totals() or "nothing past its retention")
     return report.as_json()
 
 

@@ -205,3 +205,24 @@ def print_health(report: Any) -> None:
         else f"UNHEALTHY: {len(report.failed)} of {len(report.checks)} checks failed"
     )
     typer.echo(verdict)
+
+
+def print_cleanup(report: Any, listed: int = 20) -> None:
+    """What a cleanup removed (or would remove): per kind how many and how many bytes, then the items."""
+    totals = report.totals()
+    verb = "Would remove" if report.dry_run else "Removed"
+    if not totals:
+        typer.echo(f"{verb} nothing: everything is within its retention.")
+        return
+    typer.echo(f"{verb}:")
+    typer.echo(
+        _table(
+            ["kind", "count", "bytes"], [[kind, t["count"], f"{t['bytes']:,}"] for kind, t in totals.items()]
+        )
+    )
+    for removal in report.removals[:listed]:
+        typer.echo(
+            f"  {removal.kind}: {removal.what}" + (f" ({removal.bytes:,} bytes)" if removal.bytes else "")
+        )
+    if len(report.removals) > listed:
+        typer.echo(f"  ... and {len(report.removals) - listed} more (--json lists them all)")

@@ -40,14 +40,21 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_workdirs(root: Path | None = None) -> list[Path]:
-    """Remove the working folders of runs whose process is gone; return what was removed."""
-    removed = []
-    for path in Path(root or tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}*"):
+def stale_workdirs(root: Path | None = None) -> list[Path]:
+    """The working folders (dlt load packages, temporary files) of runs whose process is gone."""
+    found = []
+    for path in sorted(Path(root or tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}*")):
         match = _WORKDIR.match(path.name)
         if match and path.is_dir() and not _alive(int(match.group(1))):
-            shutil.rmtree(path, ignore_errors=True)
-            removed.append(path)
+            found.append(path)
+    return found
+
+
+def remove_stale_workdirs(root: Path | None = None) -> list[Path]:
+    """Remove the working folders of runs whose process is gone; return what was removed."""
+    removed = stale_workdirs(root)
+    for path in removed:
+        shutil.rmtree(path, ignore_errors=True)
     return removed
 
 
