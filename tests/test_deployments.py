@@ -30,6 +30,7 @@ DEPLOYMENTS = (
     "elt-main/odk-central",
     "elt-main/registration-communities-nightly",
     "elt-backup/backup-daily",
+    "elt-cleanup/cleanup-weekly",
 )
 SECRET_SETTINGS = ("SOURCES__SALES_API__API_KEY", "SOURCES__ODK_CENTRAL__PASSWORD", "ELT_PG_PASSWORD")
 
@@ -197,6 +198,7 @@ def test_every_deployment_runs_to_completion_and_stores_no_secret(
         "and sync_type in ('elt_run', 'backup') group by 1, 2 order by 1, 2"
     )
     assert completed == [("backup", "success", 1), ("elt_run", "error", 1), ("elt_run", "success", 3)]
+    assert duckdb.query("select status from audit.sync_runs where sync_type = 'cleanup'") == [("success",)]
     checked = duckdb.query(
         "select status, error_message from audit.sync_runs where sync_type = 'health_check'"
     )
