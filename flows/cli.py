@@ -245,6 +245,9 @@ def health(
     freshness: Annotated[
         bool, typer.Option("--freshness/--no-freshness", help="Run dbt source freshness (about 3 s).")
     ] = True,
+    notify: Annotated[
+        bool, typer.Option("--notify", help="Alert the destinations of [alerts] (failures once, recoveries).")
+    ] = False,
 ) -> None:
     """Check that the warehouse is fed as it should be: every sync type's last attempt, age and rejected
     rows, dbt source freshness, yesterday's sales, free disk. Exit 0 healthy, 1 unhealthy, 2 cannot
@@ -261,6 +264,10 @@ def health(
             report = check_health(warehouse, freshness=freshness)
     except WarehouseBusy as exc:
         _fail(f"cannot check: {exc}", EXIT_CANNOT_CHECK)
+    if notify and report.cannot_check is None:
+        from flows.alerts import notify as send_alerts
+
+        send_alerts(warehouse, report.conditions())
     if as_json:
         typer.echo(json.dumps(report.as_json(), indent=2, default=str))
     else:

@@ -63,6 +63,12 @@ class HealthReport:
             return EXIT_CANNOT_CHECK
         return EXIT_HEALTHY if self.healthy else EXIT_UNHEALTHY
 
+    def conditions(self) -> list[Any]:
+        """Each check as an alert condition (``flows.alerts``), keyed by its name."""
+        from flows.alerts import Condition
+
+        return [Condition(check.name, not check.ok, check.detail) for check in self.checks]
+
     def as_json(self) -> dict[str, Any]:
         return {
             "warehouse": self.warehouse,

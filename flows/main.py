@@ -231,12 +231,16 @@ def health_flow(
 ) -> dict[str, Any] | State:
     """``elt health`` as a deployment: the flow run fails when a check fails or nothing could be
     checked, naming what failed; the checks are in the audit either way (``health_check``)."""
+    from flows.alerts import notify
     from flows.health import check_health
     from loaders.common.warehouse import Warehouse
 
     try:
         with deployment_settings(variables, secret_blocks):
-            report = check_health(Warehouse.from_env(target), freshness=freshness)
+            warehouse = Warehouse.from_env(target)
+            report = check_health(warehouse, freshness=freshness)
+            if report.cannot_check is None:
+                notify(warehouse, report.conditions())
     except ConfigurationError as exc:
         return Failed(message=str(exc))
     if report.cannot_check:

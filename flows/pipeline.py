@@ -398,7 +398,23 @@ def run(
                 run.metadata["abandoned_marked"] = summary.abandoned
             if not summary.success:
                 run.fail(f"failed: {', '.join(summary.failed)}")
+    _alert(warehouse, summary)
     return summary
+
+
+def _alert(warehouse: Warehouse, summary: RunSummary) -> None:
+    """Failed steps, their recoveries and abandoned attempts to the alert destinations (``flows.alerts``;
+    never raises)."""
+    from flows.alerts import Condition, abandoned_message, notify
+
+    conditions = [
+        Condition(f"sync {step.name}", step.status == "error", step.error or step.detail or step.status)
+        for step in summary.steps
+        if step.status in ("success", "error")
+    ]
+    notify(
+        warehouse, conditions, [abandoned_message(warehouse, summary.abandoned)] if summary.abandoned else []
+    )
 
 
 def _steps(
