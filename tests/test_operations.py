@@ -179,10 +179,12 @@ def test_a_killed_run_is_abandoned_and_the_next_run_finishes_the_job(
         # it beat while it ran (on DuckDB, heartbeats wait while dlt or dbt holds the file, so a run
         # killed in its first load has not beaten yet: audit.paused)
         assert heartbeat_after_start(warehouse, "elt_run") > 0.2
-    code, out, _ = elt(["status"], elt_env(env))
-    cells = next(row for row in out.splitlines() if row.startswith("elt_run ")).split()
-    # sync_type, status, last sync (date, time), last attempt (date, time), ok, failed, abandoned
-    assert code == 0 and cells[1] == "success" and cells[6:9] == ["1", "0", "1"]
+    code, out, err = elt(["status", "--json"], elt_env(env))
+    run_status = next(s for s in json.loads(out)["sync_types"] if s["sync_type"] == "elt_run")
+    assert code == 0, out + err
+    assert run_status["last_sync_status"] == "success"
+    assert [run_status[f"{kind}_sync_count"] for kind in ("successful", "failed", "abandoned")] == [1, 0, 1]
+    assert run_status["success_rate_7d"] == 0.5  # the abandoned attempt counts as one that failed
 
 
 def test_three_first_runs_at_once_on_a_fresh_machine(tmp_path: Path, make_warehouse: MakeWarehouse) -> None:
