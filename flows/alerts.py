@@ -21,14 +21,14 @@ destination that fails is logged and never fails the run or the check.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from loaders.common.warehouse import ConfigurationError, Warehouse, redact
+from flows.status import as_utc
+from loaders.common.warehouse import Warehouse, redact
 
 logger = logging.getLogger(__name__)
 
@@ -58,23 +58,9 @@ class Message:
 
 def settings() -> dict[str, Any]:
     """``[alerts]``: blocks, urls (a secret), quiet_hours."""
-    import dlt
+    from flows.config import section
 
-    found: dict[str, Any] = {"blocks": [], "urls": [], "quiet_hours": 24.0}
-    for name in found:
-        value = dlt.config.get(f"alerts.{name}") if name != "urls" else dlt.secrets.get("alerts.urls")
-        if value is None:
-            continue
-        if name in ("blocks", "urls") and isinstance(value, str):
-            value = json.loads(value) if value.strip().startswith("[") else [value]
-        found[name] = value
-    try:
-        found["quiet_hours"] = float(found["quiet_hours"])
-    except (TypeError, ValueError):
-        raise ConfigurationError(
-            f"alerts.quiet_hours must be a number, got {found['quiet_hours']!r}"
-        ) from None
-    return found
+    return section("alerts", {"blocks": [], "urls": [], "quiet_hours": 24.0}, secrets=("urls",))
 
 
 def configured() -> bool:
@@ -96,18 +82,19 @@ def evaluate(
         cur.execute(STATES_DDL)
         cur.execute("select alert_key, is_failing, since, notified_at from audit.alert_states")
         states = {
-            key: (failing, _utc(since), _utc(notified)) for key, failing, since, notified in cur.fetchall()
+            key: (failing, as_utc(since), as_utc(notified))
+            for key, failing, since, notified in cur.fetchall()
         }
         for condition in conditions:
             failing, since, notified = states.get(condition.key, (False, None, None))
             if condition.failing and not failing:
                 announce = notified is None or now - notified >= quiet
                 if announce:
-                    messages.append(_failing(warehouse, condition, now))
+                    messages.append(_message(warehouse, condition, now))
                 _store(cur, ph, condition, now, now if announce else notified)
             elif not condition.failing and failing:
                 if notified is not None and since is not None and notified >= since:
-                    messages.append(_recovered(warehouse, condition, since))
+                    messages.append(_message(warehouse, condition, since))
                 _store(cur, ph, condition, now, notified)
     return messages
 
@@ -120,23 +107,16 @@ def _store(cur: Any, ph: str, condition: Condition, since: datetime, notified: d
     )
 
 
-def _failing(warehouse: Warehouse, condition: Condition, since: datetime) -> Message:
+def _message(warehouse: Warehouse, condition: Condition, since: datetime) -> Message:
+    """A key failing since ``since``, or passing again after failing since then."""
+    where = warehouse.describe()
+    if condition.failing:
+        subject, said = f"{condition.key} failing on {where}", f"is failing on {where} since"
+    else:
+        subject, said = f"{condition.key} recovered on {where}", f"passes again on {where}; failing since"
     return Message(
-        subject=f"elt: {condition.key} failing on {warehouse.describe()}",
-        body=redact(
-            f"{condition.key} is failing on {warehouse.describe()} since {since:%Y-%m-%d %H:%M} UTC: "
-            f"{condition.detail}"
-        ),
-    )
-
-
-def _recovered(warehouse: Warehouse, condition: Condition, since: datetime) -> Message:
-    return Message(
-        subject=f"elt: {condition.key} recovered on {warehouse.describe()}",
-        body=redact(
-            f"{condition.key} passes again on {warehouse.describe()} (failing since "
-            f"{since:%Y-%m-%d %H:%M} UTC): {condition.detail}"
-        ),
+        subject=f"elt: {subject}",
+        body=redact(f"{condition.key} {said} {since:%Y-%m-%d %H:%M} UTC: {condition.detail}"),
     )
 
 
@@ -190,11 +170,3 @@ def notify(warehouse: Warehouse, conditions: Iterable[Condition], extra: Iterabl
     except Exception as exc:
         logger.warning("alerts could not be evaluated or sent: %s", redact(str(exc)))
         return 0
-
-
-def _utc(value: Any) -> datetime | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)

@@ -67,20 +67,12 @@ class CleanupReport:
 
 def settings() -> dict[str, float]:
     """``[retention]`` of the project's configuration (``RETENTION__<NAME>`` overrides), with defaults."""
-    import dlt
+    from flows.config import section
 
-    found = dict(DEFAULTS)
-    for name in DEFAULTS:
-        value = dlt.config.get(f"retention.{name}")
-        if value is not None:
-            try:
-                found[name] = float(value)
-            except (TypeError, ValueError):
-                raise ConfigurationError(
-                    f"retention.{name} must be a number of days, got {value!r}"
-                ) from None
-        if found[name] < 0:
-            raise ConfigurationError(f"retention.{name} must be 0 or more days, got {found[name]:g}")
+    found = section("retention", DEFAULTS)
+    for name, days in found.items():
+        if days < 0:
+            raise ConfigurationError(f"retention.{name} must be 0 or more days, got {days:g}")
     return found
 
 

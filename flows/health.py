@@ -20,7 +20,6 @@ checks in its metadata. The health check's own attempts are not among the sync t
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -81,23 +80,9 @@ class HealthReport:
 
 def settings() -> dict[str, Any]:
     """``[health]`` of the project's configuration (``HEALTH__<NAME>`` overrides), with defaults."""
-    import dlt
+    from flows.config import section
 
-    found = dict(DEFAULTS)
-    for name in DEFAULTS:
-        value = dlt.config.get(f"health.{name}")
-        if value is not None:
-            found[name] = value
-    try:
-        found["max_rejected_rate"] = float(found["max_rejected_rate"])
-        found["min_free_gb"] = float(found["min_free_gb"])
-        regions = found["sales_regions"]
-        if isinstance(regions, str):  # from the environment: a JSON list, or one region
-            regions = json.loads(regions) if regions.strip().startswith("[") else [regions]
-        found["sales_regions"] = [str(region) for region in regions]
-    except (TypeError, ValueError):
-        raise ConfigurationError(f"[health] settings cannot be read: {found!r}") from None
-    return found
+    return section("health", DEFAULTS)
 
 
 def check_health(warehouse: Warehouse, *, freshness: bool = True, record: bool = True) -> HealthReport:

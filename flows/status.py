@@ -157,7 +157,7 @@ def sync_states(warehouse: Warehouse, now: datetime | None = None) -> list[SyncS
         ):
             values[key] = None if values[key] is None else float(values[key])
         for key in ("last_sync_timestamp", "last_attempt_timestamp", "last_success_finished_at"):
-            values[key] = _utc(values[key])
+            values[key] = as_utc(values[key])
         state = SyncState(**values)
         state.max_age_hours = allowed_age(state.sync_type, ages)
         if state.last_success_finished_at is not None:
@@ -166,7 +166,8 @@ def sync_states(warehouse: Warehouse, now: datetime | None = None) -> list[SyncS
     return states
 
 
-def _utc(value: Any) -> datetime | None:
+def as_utc(value: Any) -> datetime | None:
+    """A timestamp as the database or JSON gives it, in UTC (a naive one is taken as UTC)."""
     if value is None:
         return None
     if isinstance(value, str):

@@ -152,3 +152,14 @@ def test_an_unreachable_warehouse_cannot_be_checked(pg_server, monkeypatch: pyte
 
     assert result.exit_code == 2, result.output
     assert "Cannot check" in result.output and "not-the-password-xyz" not in result.output
+
+
+def test_a_setting_of_the_wrong_type_is_a_one_line_error(
+    warehouse: Warehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HEALTH__MIN_FREE_GB", "lots")
+
+    result = runner.invoke(app, ["health", "--no-freshness", "--target", warehouse.target])
+
+    assert result.exit_code == 2
+    assert "health.min_free_gb must be a number, got 'lots'" in result.output
