@@ -268,12 +268,47 @@ def health(
         from flows.alerts import notify as send_alerts
 
         send_alerts(warehouse, report.conditions())
+    if report.cannot_check is None:
+        _refresh_dashboard(warehouse)
     if as_json:
         typer.echo(json.dumps(report.as_json(), indent=2, default=str))
     else:
         print_health(report)
     if report.exit_code:
         raise typer.Exit(code=report.exit_code)
+
+
+def _refresh_dashboard(warehouse: Warehouse, *, dbt_docs: bool = False) -> Path | None:
+    """Rewrite the status dashboard (a warning on stderr when it cannot be); return its path."""
+    from flows.dashboard import refresh
+    from loaders.common.lock import reading
+
+    try:
+        with reading(warehouse):
+            page, problems = refresh(warehouse, dbt_docs=dbt_docs)
+    except WarehouseBusy as exc:
+        page, problems = None, [f"the status dashboard was not refreshed: {exc}"]
+    for problem in problems:
+        typer.echo(f"warning: {problem}", err=True)
+    return page
+
+
+@app.command()
+@handled
+def report(
+    target: TargetOption = None,
+    dbt_docs: Annotated[
+        bool, typer.Option("--dbt-docs", help="Also generate the dbt docs site (a run does after a build).")
+    ] = False,
+) -> None:
+    """Write the status dashboard, data/reports/status.html (ELT_REPORTS_DIR): the status of every sync
+    type, charts of the last 30 days' attempts, the findings, coverage changes and expectations of the
+    last run, and links to the dbt docs and the Data Docs. Opens from disk, with no server. A run and
+    the health check refresh it too."""
+    page = _refresh_dashboard(Warehouse.from_env(target), dbt_docs=dbt_docs)
+    if page is None:
+        raise typer.Exit(code=EXIT_FAILED)
+    typer.echo(f"Dashboard: {page}")
 
 
 @app.command()
@@ -329,6 +364,9 @@ def demo(
     print_reconciliation(warehouse)
     _exit_for(summary, "demo")
     _demo_coverage(warehouse, samples, sources.community_records, wait)
+    page = _refresh_dashboard(warehouse)  # with the coverage changes just published
+    if page is not None:
+        typer.echo(f"\nDashboard (opens from disk, no server needed): {page}")
 
 
 def _demo_coverage(warehouse: Warehouse, samples: Path, first_batch: int, wait: float | None) -> None:

@@ -42,10 +42,13 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
+import shutil
 import time
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from loaders.common.warehouse import ConfigurationError, redact, register_secret
@@ -61,6 +64,7 @@ if TYPE_CHECKING:
 
 #: The substitution variable the PostgreSQL datasource reads its connection string from.
 POSTGRES_URL_VARIABLE = "ELT_GX_POSTGRES_URL"
+DOCS_SITE = "reports"  # the Data Docs site, when the caller asks for one
 #: How many earlier ``expectations`` attempts are searched for a mart's previous row count.
 _HISTORY = 50
 
@@ -100,6 +104,10 @@ class ExpectationFailure:
         where = f"({self.column})" if self.column else ""
         return f"{self.suite}: {self.expectation}{where} failed: {self.details}"
 
+    def outcome(self, passed: bool = False) -> dict[str, Any]:
+        """This expectation as one entry of :attr:`ExpectationsResult.checked`."""
+        return {**self.__dict__, "success": passed}
+
 
 @dataclass
 class ExpectationsResult:
@@ -111,6 +119,10 @@ class ExpectationsResult:
     failures: list[ExpectationFailure] = field(default_factory=list)
     duration_seconds: float = 0.0
     row_counts: dict[str, int] = field(default_factory=dict)  # of the marts checked, for the next run
+    # every expectation evaluated, passed or not (suite, expectation, column, success, details): what
+    # the dashboard shows (``audit.rpt_expectation_results`` reads it back from the attempt's metadata)
+    checked: list[dict[str, Any]] = field(default_factory=list)
+    docs_error: str | None = None  # why the Data Docs were not written, when they were asked for
 
     def message(self) -> str:
         """One line per failure naming suite and expectation, or a one-line summary on success."""
@@ -141,14 +153,19 @@ def marts_of(warehouse: Warehouse, sources: Collection[str] | None = None) -> li
 
 
 def run_expectations(
-    warehouse: Warehouse, sources: Collection[str] | None = None, waiting: Collection[str] = ()
+    warehouse: Warehouse,
+    sources: Collection[str] | None = None,
+    waiting: Collection[str] = (),
+    docs: Path | None = None,
 ) -> ExpectationsResult:
     """Run the suites of the marts of ``sources`` (all marts for None) against ``warehouse`` and
     return what passed and what failed.
 
     A selected mart missing from the warehouse is reported as a failure (build the marts with
     ``dbt build`` first), unless it is built from a source table (``source.table``) in ``waiting``,
-    one no load has created yet (then dbt skipped the mart, and so does this). Raises
+    one no load has created yet (then dbt skipped the mart, and so does this). With ``docs``, the
+    check's Data Docs replace the site in that folder (a failure to write them is reported in
+    :attr:`ExpectationsResult.docs_error`, and fails nothing). Raises
     :class:`ConfigurationError` when the warehouse cannot be reached or a description is malformed,
     and :class:`ExpectationsError` when GX itself fails to run a checkpoint.
     """
@@ -171,18 +188,24 @@ def run_expectations(
     previous = _previous_row_counts(warehouse)
     now = datetime.now(UTC)
 
+    checked = [failure.outcome() for failure in failures]
     evaluated = 0
-    context = _context(warehouse)
+    staging = docs.with_name(f"{docs.name}.{os.getpid()}.partial") if docs else None
+    context = _context(warehouse, staging)
     datasources: dict[str, Any] = {}
     try:
         for mart in present:
             suite = suite_for(described[mart], measured, previous.get(mart), now)
             failures.extend(measured.problems.get(mart, []))
+            checked.extend(problem.outcome() for problem in measured.problems.get(mart, []))
             frame = measured.frames.pop(mart, None)
             for result in _run_checkpoint(context, warehouse, described[mart], suite, frame, datasources):
                 evaluated += 1
+                outcome = _failure(mart, result)
+                checked.append(outcome.outcome(passed=bool(result.success)))
                 if not result.success:
-                    failures.append(_failure(mart, result))
+                    failures.append(outcome)
+        docs_error = _build_data_docs(context, staging, docs) if docs and staging else None
     finally:
         _dispose_engines(datasources)
 
@@ -193,6 +216,8 @@ def run_expectations(
         failures=failures,
         duration_seconds=round(time.perf_counter() - started, 3),
         row_counts={mart: measured.row_counts[mart] for mart in present},
+        checked=checked,
+        docs_error=docs_error,
     )
 
 
@@ -387,8 +412,9 @@ def _previous_row_counts(warehouse: Warehouse) -> dict[str, int]:
 # --- GX ------------------------------------------------------------------------------------------
 
 
-def _context(warehouse: Warehouse) -> AbstractDataContext:
-    """An in-memory GX context: no files, no analytics, no progress bars."""
+def _context(warehouse: Warehouse, docs: Path | None = None) -> AbstractDataContext:
+    """An in-memory GX context: no analytics, no progress bars, and no files but the Data Docs site
+    in ``docs`` when given."""
     import great_expectations as gx
     from great_expectations.data_context.types.base import (
         DataContextConfig,
@@ -400,12 +426,38 @@ def _context(warehouse: Warehouse) -> AbstractDataContext:
     if warehouse.target == "postgres":
         register_secret(warehouse.pg_password)
         runtime_environment[POSTGRES_URL_VARIABLE] = warehouse.sqlalchemy_url()
+    sites = {}
+    if docs is not None:
+        sites[DOCS_SITE] = {
+            "class_name": "SiteBuilder",
+            "show_how_to_buttons": False,
+            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs)},
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+        }
     config = DataContextConfig(
         store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
         analytics_enabled=False,
         progress_bars=ProgressBarsConfig(globally=False),
+        data_docs_sites=sites,
     )
     return gx.get_context(mode="ephemeral", project_config=config, runtime_environment=runtime_environment)
+
+
+def _build_data_docs(context: AbstractDataContext, staging: Path, docs: Path) -> str | None:
+    """Build the site of this check's suites and results in ``staging``, then put it in place of
+    ``docs`` (the previous check's site); None, or why it failed."""
+    previous = docs.with_name(f"{docs.name}.{os.getpid()}.previous")
+    try:
+        context.build_data_docs(site_names=[DOCS_SITE])
+        if docs.exists():
+            docs.rename(previous)
+        staging.rename(docs)
+    except Exception as exc:
+        return f"{type(exc).__name__}: {redact(str(exc))}"
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(previous, ignore_errors=True)
+    return None
 
 
 def _run_checkpoint(

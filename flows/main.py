@@ -61,6 +61,7 @@ VARIABLES: dict[str, str] = {
     "ELT_PG_SSLMODE": "elt_pg_sslmode",
     "ELT_LOCK_WAIT_SECONDS": "elt_lock_wait_seconds",
     "ELT_BACKUP_DIR": "elt_backup_dir",
+    "ELT_REPORTS_DIR": "elt_reports_dir",
     "SOURCES__SALES_API__BASE_URL": "sales_api_base_url",
     "SOURCES__ODK_CENTRAL__BASE_URL": "odk_central_base_url",
     "SOURCES__ODK_CENTRAL__USERNAME": "odk_central_username",
@@ -232,6 +233,7 @@ def health_flow(
     """``elt health`` as a deployment: the flow run fails when a check fails or nothing could be
     checked, naming what failed; the checks are in the audit either way (``health_check``)."""
     from flows.alerts import notify
+    from flows.dashboard import refresh
     from flows.health import check_health
     from loaders.common.warehouse import Warehouse
 
@@ -241,6 +243,8 @@ def health_flow(
             report = check_health(warehouse, freshness=freshness)
             if report.cannot_check is None:
                 notify(warehouse, report.conditions())
+                for problem in refresh(warehouse)[1]:
+                    get_run_logger().warning(problem)
     except ConfigurationError as exc:
         return Failed(message=str(exc))
     if report.cannot_check:

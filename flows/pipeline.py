@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from loaders.common import audit
@@ -48,6 +49,8 @@ class RunSummary:
     steps: list[StepOutcome] = field(default_factory=list)
     run_id: str | None = None
     abandoned: int = 0  # attempts of earlier runs found dead and marked abandoned
+    report: Path | None = None  # the status dashboard, refreshed at the end of the run
+    warnings: list[str] = field(default_factory=list)  # what went wrong besides the steps
 
     @property
     def success(self) -> bool:
@@ -270,25 +273,32 @@ def check_expectations(
 ) -> StepOutcome:
     """The Great Expectations suites for the marts of ``sources``; a failed expectation fails the run.
     A mart not built because a source table it reads has no data yet (``not_loaded``) is not checked."""
+    from flows.dashboard import GX_DOCS, reports_dir
     from flows.expectations import run_expectations
 
     run = audit.SyncRun(sync_type="expectations", flow_run_id=flow_run_id)
     with audit.attempt(warehouse, run):
-        result = run_expectations(warehouse, sources=sources, waiting=not_loaded or [])
+        result = run_expectations(
+            warehouse, sources=sources, waiting=not_loaded or [], docs=reports_dir() / GX_DOCS.parent
+        )
         run.records_processed = result.evaluated
         run.records_rejected = len(result.failures)
         run.metadata = {
             "suites": result.suites_run,
             "failures": [f.__dict__ for f in result.failures],
             "row_counts": result.row_counts,  # what the next check's rows.max_drop compares with
+            "checked": result.checked,  # every expectation and its outcome: audit.rpt_expectation_results
         }
+        if result.docs_error:
+            run.metadata["docs_error"] = result.docs_error
         if not result.success:
             run.fail(result.message())
     if run.status == "success":
         return StepOutcome(
             name="expectations",
             status="success",
-            detail=f"{result.evaluated} expectations in {len(result.suites_run)} suites passed",
+            detail=f"{result.evaluated} expectations in {len(result.suites_run)} suites passed"
+            + (f" (no Data Docs: {result.docs_error})" if result.docs_error else ""),
             duration_seconds=run.duration_seconds,
         )
     return StepOutcome(
@@ -398,8 +408,18 @@ def run(
                 run.metadata["abandoned_marked"] = summary.abandoned
             if not summary.success:
                 run.fail(f"failed: {', '.join(summary.failed)}")
+        # still holding the warehouse, and after the run's own attempt, so that the page shows it
+        summary.report, summary.warnings = _refresh_report(warehouse, summary)
     _alert(warehouse, summary)
     return summary
+
+
+def _refresh_report(warehouse: Warehouse, summary: RunSummary) -> tuple[Path | None, list[str]]:
+    """The status dashboard, and the dbt docs when the run rebuilt models (``flows.dashboard``)."""
+    from flows.dashboard import refresh
+
+    built = any(step.name == "dbt_build" and step.status == "success" for step in summary.steps)
+    return refresh(warehouse, dbt_docs=built)
 
 
 def _alert(warehouse: Warehouse, summary: RunSummary) -> None:

@@ -38,6 +38,10 @@ def print_summary(summary: RunSummary) -> None:
             f"({summary.abandoned} attempts of an earlier run that died were marked abandoned: `elt status`)"
         )
     typer.echo(_table(["step", "status", "read", "loaded", "rejected", "detail"], rows))
+    for warning in summary.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    if summary.report:
+        typer.echo(f"Dashboard: {summary.report}")
 
 
 def print_status(states: list[Any], *, verbose: bool = False, width: int | None = None) -> None:

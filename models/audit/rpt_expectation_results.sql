@@ -1,0 +1,43 @@
+with
+
+stg_audit__sync_runs as (
+    select * from {{ ref('stg_audit__sync_runs') }}
+),
+
+ranked_checks as (
+    select
+        sync_run_id,
+        started_at,
+        status,
+        metadata,
+        row_number() over (order by started_at desc, sync_run_id desc) as check_rank
+    from stg_audit__sync_runs
+    where
+        sync_type = 'expectations'
+        and status in ('success', 'error')
+),
+
+last_check_results as (
+    select
+        sync_run_id,
+        started_at as checked_at,
+        status as check_status,
+        {{ json_array_elements('metadata', 'checked') }} as outcome
+    from ranked_checks
+    where check_rank = 1
+),
+
+results as (
+    select
+        sync_run_id,
+        checked_at,
+        check_status,
+        {{ json_text('outcome', 'suite') }} as suite,
+        {{ json_text('outcome', 'expectation') }} as expectation,
+        {{ json_text('outcome', 'column') }} as column_name,
+        {{ json_text('outcome', 'success') }} = 'true' as is_success,
+        {{ json_text('outcome', 'details') }} as details
+    from last_check_results
+)
+
+select * from results
