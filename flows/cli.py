@@ -304,10 +304,19 @@ def report(
     """Write the status dashboard, data/reports/status.html (ELT_REPORTS_DIR): the status of every sync
     type, charts of the last 30 days' attempts, the findings, coverage changes and expectations of the
     last run, and links to the dbt docs and the Data Docs. Opens from disk, with no server. A run and
-    the health check refresh it too."""
-    page = _refresh_dashboard(Warehouse.from_env(target), dbt_docs=dbt_docs)
-    if page is None:
-        raise typer.Exit(code=EXIT_FAILED)
+    the health check refresh it too. Exit 2 before the first run."""
+    from flows.dashboard import write_dbt_docs, write_report
+    from flows.status import StatusUnavailable
+    from loaders.common.lock import reading
+
+    warehouse = Warehouse.from_env(target)
+    try:
+        with reading(warehouse):
+            if dbt_docs:
+                typer.echo(f"dbt docs: {write_dbt_docs(warehouse)}")
+            page = write_report(warehouse)
+    except StatusUnavailable as exc:
+        _fail(str(exc), EXIT_CONFIGURATION)
     typer.echo(f"Dashboard: {page}")
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from loaders.common import audit
+from loaders.common import audit, progress
 from loaders.common.lock import Holder, WarehouseLock, default_wait_seconds
 from loaders.common.pipeline import RunOptions, remove_stale_workdirs
 from loaders.common.quarantine import LoadStats
@@ -377,6 +377,7 @@ def run(
     # every setting of the run's own is read before it starts: a wrong one stops it here, in one line
     wait = default_wait_seconds() if wait_seconds is None else wait_seconds
     beat_every, _, _ = audit.heartbeat_seconds(), load_retries(), retry_delay_seconds()
+    progress.choice()
     lock = WarehouseLock(warehouse, run.sync_run_id)
     lost: list[str] = []
 

@@ -14,7 +14,19 @@ runner = CliRunner()
 
 @pytest.mark.parametrize(
     "command",
-    [[], ["run"], ["demo"], ["status"], ["reconcile"], ["coverage"], ["backup"], ["restore"]],
+    [
+        [],
+        ["run"],
+        ["demo"],
+        ["status"],
+        ["health"],
+        ["report"],
+        ["cleanup"],
+        ["reconcile"],
+        ["coverage"],
+        ["backup"],
+        ["restore"],
+    ],
 )
 def test_every_command_has_help(command: list[str]) -> None:
     result = runner.invoke(app, [*command, "--help"])

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from loaders.common import progress
 from loaders.common.values import file_sha256
 
 if TYPE_CHECKING:
@@ -170,6 +171,7 @@ def files_to_read(
         with HashingReader(path) as reader:
             yield file_id, reader
             digest, changed = reader.finish()
+        progress.count("files")
         if changed:
             loaded.pop(file_id, None)
             stats.files_changed.append(file_id)

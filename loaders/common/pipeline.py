@@ -13,7 +13,7 @@ from typing import Any
 
 import dlt
 
-from loaders.common import audit
+from loaders.common import audit, progress
 from loaders.common.warehouse import Warehouse
 
 
@@ -82,12 +82,14 @@ def run_source(
     # On DuckDB, dlt's connections need the file to themselves: this process's heartbeats wait (see
     # audit.paused); the run lock's holder file says the run is alive meanwhile.
     pause = audit.paused() if warehouse.target == "duckdb" else contextlib.nullcontext()
-    with pause, tempfile.TemporaryDirectory(prefix=prefix) as workdir:
+    shown = progress.collector()  # on a terminal only
+    with pause, progress.showing(shown), tempfile.TemporaryDirectory(prefix=prefix) as workdir:
         pipeline = dlt.pipeline(
             pipeline_name=pipeline_name,
             destination=warehouse.dlt_destination(),
             dataset_name=dataset_name,
             pipelines_dir=workdir,
+            **({"progress": shown} if shown is not None else {}),
         )
         # PostgreSQL loads through COPY (dlt's csv format); DuckDB reads Parquet natively.
         file_format = "csv" if warehouse.target == "postgres" else "parquet"

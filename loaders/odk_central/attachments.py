@@ -26,6 +26,7 @@ from urllib.parse import quote
 
 from fsspec.core import url_to_fs
 
+from loaders.common import progress
 from loaders.common.warehouse import ROOT
 
 from .helpers import CentralSession
@@ -210,6 +211,7 @@ def sync_attachments(
             content = response.content
             key = AttachmentStore.key(project_id, form_id, instance_id, name)
             store.put(key, content)
+            progress.count("downloads")
         except Exception as exc:
             raise AttachmentError(
                 f"attachment {name!r} of submission {submission_id!r} of form {form_id!r} failed: {exc}"

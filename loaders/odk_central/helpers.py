@@ -19,6 +19,7 @@ from urllib.parse import quote
 from dlt.sources.helpers.requests import Client
 from requests import Response
 
+from loaders.common import progress
 from loaders.common.attempts import CountingAdapter, RequestStats
 from loaders.common.warehouse import ConfigurationError, register_secret
 
@@ -199,6 +200,7 @@ class CentralSession:
         while True:
             if not isinstance(page, dict) or not isinstance(page.get("value"), list):
                 raise CentralError(f"ODK Central GET {_path(url)}: not an OData data document")
+            progress.count("pages")
             yield page["value"]
             next_link = page.get("@odata.nextLink")
             if not next_link:
