@@ -4,8 +4,10 @@ once, and their recovery once.
 Destinations are configuration (``[alerts]`` in ``.dlt/config.toml``, secrets in ``.dlt/secrets.toml``
 or the environment):
 
-- ``blocks``: names of Prefect notification blocks (Slack, Microsoft Teams, e-mail, a custom webhook,
-  any Apprise URL), which live in Prefect with their secrets; loading them needs the Prefect API;
+- ``blocks``: Prefect notification blocks as ``<block type>/<name>`` (``slack-webhook/ops``,
+  ``ms-teams-webhook/data``, ``email-server-credentials``-backed e-mail, ``custom-webhook/pager``,
+  ``apprise``-style URLs...), which live in Prefect with their secrets; loading them needs the Prefect
+  API;
 - ``urls``: Apprise URLs (``ALERTS__URLS='["json://host/path"]'``), a secret, for use without a
   Prefect server (``elt health --notify``, cron).
 
@@ -137,9 +139,11 @@ def send(messages: list[Message]) -> int:
     delivered = 0
     for name in found["blocks"]:
         try:
-            from prefect.blocks.notifications import NotificationBlock
+            from prefect.blocks.core import Block
 
-            block = NotificationBlock.load(name)
+            if "/" not in name:
+                raise ValueError("name it as <block type>/<block name>, e.g. slack-webhook/ops")
+            block = Block.load(name)  # the type's slug finds the class: any notification block
             for message in messages:
                 block.notify(message.body, subject=message.subject)
                 delivered += 1

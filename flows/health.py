@@ -30,6 +30,7 @@ from typing import Any
 from loaders.common.warehouse import ROOT, ConfigurationError, Warehouse, WarehouseBusy
 
 SYNC_TYPE = "health_check"
+ERROR_CHARS = 300  # of a failed attempt's error, in a check's detail (the whole one: elt status -v)
 DEFAULTS: dict[str, Any] = {"max_rejected_rate": 0.05, "min_free_gb": 1.0, "sales_regions": []}
 EXIT_HEALTHY, EXIT_UNHEALTHY, EXIT_CANNOT_CHECK = 0, 1, 2
 
@@ -142,6 +143,9 @@ def _sync_checks(warehouse: Warehouse, config: dict[str, Any]) -> list[Check]:
             )
         if state.abandoned_sync_count and state.last_sync_status == "abandoned":
             problems.append(f"{state.abandoned_sync_count} abandoned attempts in all")
+        if problems and state.last_sync_status == "error" and state.last_error_message:
+            error = " ".join(state.last_error_message.split())  # what an alert says failed
+            problems.append(error if len(error) <= ERROR_CHARS else error[: ERROR_CHARS - 3] + "...")
         detail = (
             "; ".join(problems)
             or f"{state.last_sync_status}, last success {format_hours(state.age_hours)} ago"

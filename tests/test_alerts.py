@@ -107,3 +107,44 @@ def test_a_failed_run_alerts_once_without_secrets(
     assert "sync sales_api failing" in message and "Connection refused" in message
     secrets = [API_KEY, *([warehouse.pg_password] if warehouse.target == "postgres" else [])]
     assert not [secret for secret in secrets if secret in message]
+
+
+def test_a_prefect_notification_block_delivers(
+    warehouse: Warehouse, prefect_harness: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The destination is a block kept in Prefect and named in [alerts] blocks: a custom webhook to the
+    same receiver (what a Slack, Teams or e-mail block would be in production)."""
+    from prefect.blocks.notifications import CustomWebhookNotificationBlock
+
+    found = Receiver()
+    try:
+        CustomWebhookNotificationBlock(
+            name="elt-alerts",
+            url=found.url.replace("json://", "http://"),
+            json_data={"title": "{{subject}}", "message": "{{body}}"},
+            allow_private_urls=True,  # loopback here; a real destination is public
+        ).save("elt-test-webhook", overwrite=True)
+        monkeypatch.setenv("ALERTS__BLOCKS", json.dumps(["custom-webhook/elt-test-webhook"]))
+        plant(warehouse, "sales_users", "error", 1, error_message="UnicodeDecodeError: byte 0xff")
+        build_status_views(warehouse)
+
+        assert health(warehouse) == 1
+        (message,) = found.take()
+        assert "sync sales_users failing" in message and "UnicodeDecodeError" in message
+    finally:
+        found.server.shutdown()
+
+
+def test_an_abandoned_attempt_is_announced_once(warehouse: Warehouse, receiver: Receiver) -> None:
+    """A run that finds attempts of a run that died marks them abandoned and says so, once."""
+    from flows.pipeline import run
+
+    plant(warehouse, "registration", "running", 2)  # its process died without finishing
+
+    first = run(sources=["sales_csv"], target=warehouse.target)
+    second = run(sources=["sales_csv"], target=warehouse.target)
+
+    assert (first.abandoned, second.abandoned) == (1, 0)
+    messages = [message for message in receiver.take() if "abandoned" in message]
+    assert len(messages) == 1
+    assert "1 abandoned attempts" in messages[0] and warehouse.describe() in messages[0]
