@@ -278,14 +278,14 @@ def health(
         raise typer.Exit(code=report.exit_code)
 
 
-def _refresh_dashboard(warehouse: Warehouse, *, dbt_docs: bool = False) -> Path | None:
+def _refresh_dashboard(warehouse: Warehouse) -> Path | None:
     """Rewrite the status dashboard (a warning on stderr when it cannot be); return its path."""
     from flows.dashboard import refresh
     from loaders.common.lock import reading
 
     try:
         with reading(warehouse):
-            page, problems = refresh(warehouse, dbt_docs=dbt_docs)
+            page, problems = refresh(warehouse)
     except WarehouseBusy as exc:
         page, problems = None, [f"the status dashboard was not refreshed: {exc}"]
     for problem in problems:
