@@ -11,16 +11,21 @@ Restore (documented in the README, tested in tests/test_backup.py):
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from flows.config import section
 from loaders.common import audit
 from loaders.common.lock import WarehouseLock, default_wait_seconds
 from loaders.common.warehouse import ROOT, ConfigurationError, Warehouse, postgres_bindirs, redact
 
 BACKUP_DIR = ROOT / "data" / "backups"
+BACKUP_DAYS = 30.0  # retention.backup_days: backups older than this go (the newest is always kept)
+# <database or file stem>-<UTC stamp>[.dump], as default_path names them
+BACKUP_NAME = re.compile(r"^.+-\d{8}T\d{6}Z(\.dump)?$")
 
 
 def backup_dir() -> Path:
@@ -95,8 +100,43 @@ def backup_held(
             audit.record(warehouse, run.fail(exc))
             raise
         run.metadata = {"path": str(written)}
+        if path is None:  # written into the backup folder, which keeps its own rotation
+            days = section("retention", {"backup_days": BACKUP_DAYS})["backup_days"]
+            expired = expired_backups(datetime.now(UTC) - timedelta(days=days), dry_run=False, folder=folder)
+            run.metadata["rotated"] = [str(gone) for gone, _ in expired]
         audit.record(warehouse, run.succeed())
     return written
+
+
+def expired_backups(cutoff: datetime, dry_run: bool, folder: Path | None = None) -> list[tuple[Path, int]]:
+    """Remove (unless ``dry_run``) the backups in ``folder`` (the backup folder) last written before
+    ``cutoff``, except the newest, however old; return each with its size in bytes. Only what
+    :func:`default_path` names is a backup: nothing else in the folder is touched."""
+    folder = folder or backup_dir()
+    if not folder.is_dir():
+        return []
+    backups = sorted(
+        (entry for entry in folder.iterdir() if BACKUP_NAME.match(entry.name)),
+        key=lambda entry: entry.stat().st_mtime,
+    )
+    expired = []
+    for entry in backups[:-1]:  # the newest is kept, however old
+        if datetime.fromtimestamp(entry.stat().st_mtime, UTC) < cutoff:
+            expired.append((entry, size_of(entry)))
+            if dry_run:
+                continue
+            if entry.is_dir():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+    return expired
+
+
+def size_of(path: Path) -> int:
+    """Bytes of a file, or of every file under a folder."""
+    if path.is_file():
+        return path.stat().st_size
+    return sum(item.stat().st_size for item in path.rglob("*") if item.is_file())
 
 
 def backup(warehouse: Warehouse, path: Path | None = None) -> Path:

@@ -18,21 +18,19 @@ removed. Limits are configuration: ``[retention]`` in ``.dlt/config.toml`` or ``
 
 from __future__ import annotations
 
-import re
 import shutil
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from flows.backup import BACKUP_DAYS, expired_backups, size_of
 from loaders.common import audit
 from loaders.common.lock import WarehouseLock, default_wait_seconds
 from loaders.common.warehouse import ConfigurationError, Warehouse
 
 SYNC_TYPE = "cleanup"
-DEFAULTS = {"backup_days": 30.0, "audit_days": 180.0, "attachment_grace_days": 7.0}
-# <database or file stem>-<UTC stamp>[.dump], as flows.backup.default_path names them
-BACKUP_NAME = re.compile(r"^.+-\d{8}T\d{6}Z(\.dump)?$")
+DEFAULTS = {"backup_days": BACKUP_DAYS, "audit_days": 180.0, "attachment_grace_days": 7.0}
 
 
 @dataclass
@@ -93,7 +91,10 @@ def cleanup(
     wait = default_wait_seconds() if wait_seconds is None else wait_seconds
     with WarehouseLock(warehouse, run.sync_run_id).held(wait):
         try:
-            report.removals += _backups(now - timedelta(days=limits["backup_days"]), dry_run)
+            report.removals += [
+                Removal("backup", str(path), size)
+                for path, size in expired_backups(now - timedelta(days=limits["backup_days"]), dry_run)
+            ]
             report.removals += _attempts(warehouse, now - timedelta(days=limits["audit_days"]), dry_run)
             report.removals += _workdirs(temp_root, dry_run)
             report.removals += _attachments(
@@ -108,38 +109,6 @@ def cleanup(
             run.metadata = {"removed": report.totals(), "limits_days": limits}
             audit.record(warehouse, run.succeed())
     return report
-
-
-def _size(path: Path) -> int:
-    if path.is_file():
-        return path.stat().st_size
-    return sum(item.stat().st_size for item in path.rglob("*") if item.is_file())
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir():
-        shutil.rmtree(path)
-    else:
-        path.unlink()
-
-
-def _backups(cutoff: datetime, dry_run: bool) -> list[Removal]:
-    from flows.backup import backup_dir
-
-    folder = backup_dir()
-    if not folder.is_dir():
-        return []
-    backups = sorted(
-        (entry for entry in folder.iterdir() if BACKUP_NAME.match(entry.name)),
-        key=lambda e: e.stat().st_mtime,
-    )
-    removals = []
-    for entry in backups[:-1]:  # the newest is kept, however old
-        if datetime.fromtimestamp(entry.stat().st_mtime, UTC) < cutoff:
-            removals.append(Removal("backup", str(entry), _size(entry)))
-            if not dry_run:
-                _remove(entry)
-    return removals
 
 
 def _attempts(warehouse: Warehouse, cutoff: datetime, dry_run: bool) -> list[Removal]:
@@ -180,7 +149,7 @@ def _workdirs(root: Path | None, dry_run: bool) -> list[Removal]:
 
     removals = []
     for path in stale_workdirs(root):
-        removals.append(Removal("workdir", str(path), _size(path)))
+        removals.append(Removal("workdir", str(path), size_of(path)))
         if not dry_run:
             shutil.rmtree(path, ignore_errors=True)
     return removals
