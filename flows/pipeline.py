@@ -287,7 +287,8 @@ def check_expectations(
             "suites": result.suites_run,
             "failures": [f.__dict__ for f in result.failures],
             "row_counts": result.row_counts,  # what the next check's rows.max_drop compares with
-            "checked": result.checked,  # every expectation and its outcome: audit.rpt_expectation_results
+            # every expectation and its outcome, numbered: audit.rpt_expectation_results
+            "checked": [{"position": index, **entry} for index, entry in enumerate(result.checked, 1)],
         }
         if result.docs_error:
             run.metadata["docs_error"] = result.docs_error

@@ -98,13 +98,13 @@ def test_the_page_shows_audit_sync_status(warehouse: Warehouse, tmp_path: Path, 
     )
     plant(warehouse, "odk_central", "abandoned", 0.5)
     checked = [
-        {"suite": "fct_sales", "expectation": "expect_table_row_count_to_be_between", "column": None},
-        {"suite": "fct_sales", "expectation": "expect_column_values_to_be_between", "column": "quantity"},
+        {"position": 1, "suite": "fct_sales", "expectation": "expect_table_row_count_to_be_between"},
+        {"position": 2, "suite": "fct_sales", "expectation": "expect_column_values_to_be_between"},
     ]
-    checked[0] |= {"success": True, "details": "observed 12; expected min_value=1"}
-    checked[1] |= {"success": False, "details": "1 unexpected value(s) of 12 row(s) (e.g. -3)"}
+    checked[0] |= {"column": None, "success": True, "details": "observed 12; expected min_value=1"}
+    checked[1] |= {"column": "quantity", "success": False, "details": "1 unexpected value(s) (e.g. -3)"}
     plant(warehouse, "expectations", "error", 1.9, metadata={"checked": checked}, records_processed=2)
-    result = invoke(warehouse, "run", REPORT_MODELS)
+    result = invoke(warehouse, "build", REPORT_MODELS)  # their tests too: the planted rows are sound
     assert result.success, result.message()
 
     written = report(warehouse, tmp_path)
@@ -206,3 +206,12 @@ def test_the_page_is_rewritten_whole(demo_run) -> None:
     assert written.exit_code == 0, written.output
     assert (reports / "status.html").stat().st_ino != before
     assert not list(reports.glob("*.partial"))
+
+
+def test_dbt_source_freshness_passes_after_a_demo(demo_run) -> None:
+    warehouse, _, _ = demo_run
+
+    result = invoke(warehouse, "source freshness", [])
+
+    assert result.success, result.message()
+    assert result.statuses and set(result.statuses.values()) == {"pass"}, result.statuses

@@ -1,7 +1,7 @@
 with
 
-stg_audit__sync_runs as (
-    select * from {{ ref('stg_audit__sync_runs') }}
+sync_history as (
+    select * from {{ ref('sync_history') }}
 ),
 
 ranked_checks as (
@@ -11,7 +11,7 @@ ranked_checks as (
         status,
         metadata,
         row_number() over (order by started_at desc, sync_run_id desc) as check_rank
-    from stg_audit__sync_runs
+    from sync_history
     where
         sync_type = 'expectations'
         and status in ('success', 'error')
@@ -32,6 +32,7 @@ results as (
         sync_run_id,
         checked_at,
         check_status,
+        cast({{ json_text('outcome', 'position') }} as integer) as check_position,
         {{ json_text('outcome', 'suite') }} as suite,
         {{ json_text('outcome', 'expectation') }} as expectation,
         {{ json_text('outcome', 'column') }} as column_name,

@@ -1,7 +1,7 @@
 with
 
-stg_audit__sync_runs as (
-    select * from {{ ref('stg_audit__sync_runs') }}
+sync_history as (
+    select * from {{ ref('sync_history') }}
 ),
 
 recent_attempts as (
@@ -15,7 +15,7 @@ recent_attempts as (
         records_processed,
         records_rejected,
         error_message
-    from stg_audit__sync_runs
+    from sync_history
     where started_at >= {{ dbt.dateadd('day', -30, dbt.current_timestamp()) }}
 )
 
