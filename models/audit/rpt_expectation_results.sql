@@ -17,7 +17,7 @@ ranked_checks as (
         and status in ('success', 'error')
 ),
 
-last_check_results as (
+last_check_outcomes as (
     select
         sync_run_id,
         started_at as checked_at,
@@ -27,18 +27,35 @@ last_check_results as (
     where check_rank = 1
 ),
 
-results as (
+outcomes as (
     select
         sync_run_id,
         checked_at,
         check_status,
-        cast({{ json_text('outcome', 'position') }} as integer) as check_position,
+        cast({{ json_text('outcome', 'position') }} as integer) as recorded_position,
         {{ json_text('outcome', 'suite') }} as suite,
         {{ json_text('outcome', 'expectation') }} as expectation,
         {{ json_text('outcome', 'column') }} as column_name,
         {{ json_text('outcome', 'success') }} = 'true' as is_success,
         {{ json_text('outcome', 'details') }} as details
-    from last_check_results
+    from last_check_outcomes
+),
+
+-- numbered as the check recorded them (an attempt of an older version has no numbers: by suite)
+results as (
+    select
+        sync_run_id,
+        checked_at,
+        check_status,
+        row_number() over (
+            order by recorded_position, suite, expectation, column_name, details
+        ) as check_position,
+        suite,
+        expectation,
+        column_name,
+        is_success,
+        details
+    from outcomes
 )
 
 select * from results
