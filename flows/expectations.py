@@ -201,7 +201,7 @@ def run_expectations(
             frame = measured.frames.pop(mart, None)
             for result in _run_checkpoint(context, warehouse, described[mart], suite, frame, datasources):
                 evaluated += 1
-                outcome = _failure(mart, result)
+                outcome = _in_words(mart, result)
                 checked.append(outcome.outcome(passed=bool(result.success)))
                 if not result.success:
                     failures.append(outcome)
@@ -532,7 +532,9 @@ def _dispose_engines(datasources: dict[str, Any]) -> None:
             datasource.get_engine().dispose()
 
 
-def _failure(suite: str, result: ExpectationValidationResult) -> ExpectationFailure:
+def _in_words(suite: str, result: ExpectationValidationResult) -> ExpectationFailure:
+    """An evaluated expectation in words (suite, type, columns, what was observed and expected), passed
+    or not: a failure when it failed, an entry of ``checked`` either way."""
     config = result.expectation_config
     kwargs = dict(config.kwargs)
     return ExpectationFailure(
