@@ -177,9 +177,10 @@ def serve(args: argparse.Namespace) -> int:
                 edit_rng = random.Random(args.seed * 31 + edit_round)
                 count = max(1, round(len(ids) * float(command["share"])))
                 chosen = sorted(edit_rng.sample(range(len(ids)), count))
-                # Later than anything before (submissions and the previous rounds' edits), so the
-                # loader's cursor of the full run is before every one of them.
-                at = last_submission + timedelta(days=1 + edit_round)
+                # Later than anything before (submissions and the previous rounds' edits) and not
+                # before the server's clock: the loader's cursor is Central's clock when its last
+                # read began, so edits stamped in the past would never be read (as on a real server).
+                at = max(central.now(), last_submission + timedelta(days=1 + edit_round))
                 started = time.perf_counter()
                 for k, index in enumerate(chosen):
                     data, files = rental_record(edit_rng, index, persons=args.persons, image=args.attachments)

@@ -13,6 +13,8 @@ the loader uses, with Central's documented behaviour:
 - REST submission management: listing (``?deleted=true`` for the soft-deleted ones), metadata, review
   state ``PATCH``, soft ``DELETE``, ``POST .../restore``, and attachments with ``ETag`` and
   ``If-None-Match`` (``304``).
+- The form's schema: ``GET .../forms/{xmlFormId}/fields`` (``?odata=true`` for OData names), binary
+  fields marked ``binary: true``.
 
 Data lives in memory; tests change it through the Python API while the server runs (``add_submission``,
 ``edit_submission``, ``set_review_state``, ``delete_submission``, ...). Every request is logged in
@@ -440,6 +442,29 @@ def _binaries(nodes: Sequence[_Node], data: Mapping[str, Any] | None, found: lis
             for item in value or ():
                 _binaries(node.children, item, found)
     return found
+
+
+def _fields_json(nodes: Sequence[_Node], odata: bool, prefix: str = "") -> list[dict[str, Any]]:
+    """``GET .../forms/{xmlFormId}/fields``: every field in document order, ``{name, path, type, binary,
+    selectMultiple}``; groups are ``structure``, repeats ``repeat``; ``?odata=true`` gives the names
+    OData uses (sanitised) in ``name`` and ``path``."""
+    fields: list[dict[str, Any]] = []
+    for node in nodes:
+        name = node.out if odata else node.name
+        path = f"{prefix}/{name}"
+        kind = {"group": "structure", "repeat": "repeat"}.get(node.kind)
+        type_ = kind or ("string" if node.type == "select" else node.type)
+        fields.append(
+            {
+                "name": name,
+                "path": path,
+                "type": type_,
+                "binary": True if node.type == "binary" else None,
+                "selectMultiple": True if node.type == "select" else None,
+            }
+        )
+        fields += _fields_json(node.children, odata, path)
+    return fields
 
 
 def _count_rows(steps: tuple[_Node, ...], data: Mapping[str, Any] | None, depth: int = 0) -> int:
@@ -1844,6 +1869,8 @@ class FakeCentral:
         form = self._lookup(target)
         if len(rest) == 1 and method == "GET":
             return _json(200, self._form_json(form, headers))
+        if rest[1:] == ["fields"] and method == "GET":
+            return _json(200, _fields_json(form.schema.root, _true(query.get("odata"))))
         if len(rest) >= 2 and rest[1] == "submissions":
             return self._rest(method, form, rest[2:], query, headers, body)
         raise _not_found()

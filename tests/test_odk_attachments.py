@@ -247,6 +247,42 @@ def test_server_error_is_retried(
     assert [r.status for r in attachment_requests(central, since)][:2] == [500, 200]
 
 
+@pytest.mark.parametrize("fault", ["truncated", "timeout"])
+def test_a_truncated_or_stalled_download_is_retried(
+    central: FakeCentral, store: AttachmentStore, fault: str
+) -> None:
+    sid = add_rental(central, 7)
+    name = central.get_submission(RENTAL_FORM_ID, sid)["building_image"]
+    central.fault_sleep_seconds = 2.0
+    client = CentralSession(central.base_url, EMAIL, PASSWORD, backoff_factor=0.01, request_timeout=0.5)
+    client.login()
+    since = len(central.requests)
+    # The file's first answer: half its bytes (its ETag, the MD5 of them all, tells), or none in time.
+    central.faults.append(fault)
+
+    result = sync(client, central, store, submissions=[(sid, sid)], listings={sid: [(name, True)]}, workers=1)
+    client.close()
+
+    assert result.downloaded == 1
+    assert store.open(result.rows[0]["storage_key"]) == fetch(central, sid, name).content
+    assert [r.fault for r in attachment_requests(central, since)][:2] == [fault, None]
+    assert client.stats.http_errors == (1 if fault == "timeout" else 0)  # a cut body came with a 200
+
+
+def test_a_file_cut_short_twice_fails_the_run_and_stores_nothing(
+    central: FakeCentral, session: CentralSession, store: AttachmentStore
+) -> None:
+    sid = add_rental(central, 8)
+    name = central.get_submission(RENTAL_FORM_ID, sid)["building_image"]
+    central.faults.extend(["truncated", "truncated"])
+
+    with pytest.raises(AttachmentError, match="do not match the file's ETag") as failure:
+        sync(session, central, store, submissions=[(sid, sid)], listings={sid: [(name, True)]}, workers=1)
+
+    assert name in str(failure.value)
+    assert not Path(store.root).exists() or not [p for p in Path(store.root).rglob("*") if p.is_file()]
+
+
 def test_failure_names_submission_and_file_and_leaves_no_partial_file(
     central: FakeCentral, session: CentralSession, store: AttachmentStore
 ) -> None:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 
 from loaders.common.warehouse import Warehouse
+from testing.fake_central import Field, FormSpec, Group, Repeat
 from testing.samples import odk_central as samples
 from tests.odk_fixtures import central, load_odk
 
@@ -462,3 +464,56 @@ def test_a_submission_made_after_centrals_clock_was_set_back_is_loaded(
     loaded = {sid for (sid,) in warehouse.query("select submission_id from raw_odk_central.submissions")}
     assert late in loaded
     assert any("as if it was set back" in note for note in second.notes)
+
+
+def test_a_file_the_row_names_costs_one_request_and_only_unclear_submissions_are_listed(
+    warehouse: Warehouse, tmp_path: Path
+) -> None:
+    form = FormSpec(
+        "inspection",
+        fields=(
+            Field("front", "binary"),
+            Field("back", "binary"),
+            Group("meta", (Field("audit", "binary"),)),
+            Repeat("rooms", (Field("room_photo", "binary"),)),
+        ),
+    )
+    with central(forms=[form]) as server:
+        named = server.add_submission(
+            "inspection",
+            {"front": "a_front.jpg", "back": "a_back.jpg", "meta": {"audit": "audit.csv"}},
+            {"a_front.jpg": b"front", "a_back.jpg": b"back", "audit.csv": b"event,time"},
+        )
+        half = server.add_submission(
+            "inspection", {"front": "b_front.jpg", "back": "b_back.jpg"}, {"b_front.jpg": b"front"}
+        )
+        pending = server.add_submission("inspection", {"front": "c_front.jpg"})
+        in_repeat = server.add_submission(
+            "inspection", {"rooms": [{"room_photo": "d_room.jpg"}]}, {"d_room.jpg": b"room"}
+        )
+        server.add_submission("inspection", {})
+        before = len(server.requests)
+        stats = load_odk(server, warehouse, tmp_path / "files", forms=["inspection"])
+        requests = server.requests[before:]
+
+    listed = sorted(unquote(r.path.split("/")[-2]) for r in requests if r.path.endswith("/attachments"))
+    downloads = [r for r in requests if "/attachments/" in r.path]
+    assert listed == sorted([half, in_repeat])  # some present, or named where the row does not show
+    assert len(downloads) == len(stats.files_loaded) == 5
+    assert [r.path for r in requests if r.path.endswith("/fields")] == [
+        "/v1/projects/1/forms/inspection/fields"
+    ]
+    rows = warehouse.query(
+        "select submission_id, name, field_name, exists from raw_odk_central.attachments order by 1, 2"
+    )
+    assert rows == sorted(
+        [
+            (named, "a_back.jpg", "back", True),
+            (named, "a_front.jpg", "front", True),
+            (named, "audit.csv", "audit", True),
+            (half, "b_back.jpg", "back", False),
+            (half, "b_front.jpg", "front", True),
+            (pending, "c_front.jpg", "front", False),
+            (in_repeat, "d_room.jpg", None, True),
+        ]
+    )

@@ -11,13 +11,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 import dlt
 
 from loaders.common.pipeline import RunOptions
 from loaders.common.quarantine import LoadStats, quarantined, rejection
 from loaders.common.warehouse import ConfigurationError, Warehouse
-from loaders.odk_central.helpers import CentralSession, odata_time, parse_time
+from loaders.odk_central.helpers import CentralError, CentralSession, odata_time, parse_time
 from loaders.odk_central.settings import (
     ATTACHMENT_COLUMNS,
     ATTACHMENTS_TABLE,
@@ -95,12 +96,63 @@ def _binary_fields(record: dict[str, Any], names: tuple[str, ...], prefix: str =
     return found
 
 
+def _binary_paths(session: CentralSession, project_id: int, form_id: str) -> tuple[tuple[str, ...], ...]:
+    """The form's binary fields outside repeats, as OData key paths (``("meta", "audit")``), from
+    ``GET .../fields?odata=true``. Their values in a submission row name its files, so a row whose
+    names account for all of its ``attachmentsExpected`` needs no attachment listing. A Central that
+    does not answer gives no paths: every submission's files are then listed, as before."""
+    url = f"{session.api_url}/projects/{project_id}/forms/{quote(form_id, safe='')}/fields"
+    try:
+        fields = session.get_json(url, {"odata": "true"})
+    except CentralError:
+        return ()
+    if not isinstance(fields, list):
+        return ()
+    entries = [entry for entry in fields if isinstance(entry, dict) and isinstance(entry.get("path"), str)]
+    repeats = [entry["path"] + "/" for entry in entries if entry.get("type") == "repeat"]
+    return tuple(
+        tuple(part for part in entry["path"].split("/") if part)
+        for entry in entries
+        if entry.get("binary") and not any(entry["path"].startswith(prefix) for prefix in repeats)
+    )
+
+
+def _file_names(record: dict[str, Any], paths: tuple[tuple[str, ...], ...]) -> dict[str, str]:
+    """File name -> field name of the files ``record`` references in the binary fields at ``paths``."""
+    found: dict[str, str] = {}
+    for path in paths:
+        value: Any = record
+        for part in path:
+            value = value.get(part) if isinstance(value, dict) else None
+        if isinstance(value, str) and value:
+            found.setdefault(value, path[-1])
+    return found
+
+
 @dataclass
 class _FormRun:
     """What one run learnt about one form, shared by its steps."""
 
     changed: dict[str, dict[str, Any]] = field(default_factory=dict)  # submission id -> system
     file_fields: dict[str, dict[str, str]] = field(default_factory=dict)
+    # Submission id -> its files as its row names them (binary fields outside repeats), for the
+    # submissions that have files; None until the form's binary fields are known.
+    files: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    binary_paths: tuple[tuple[str, ...], ...] | None = None
+
+    def listing(self, submission_id: str) -> list[tuple[str, bool]] | None:
+        """The submission's files as ``(name, present)`` when its row says them all, else None (list
+        them): every expected file is named in a binary field, and all or none are present."""
+        system = self.changed.get(submission_id) or {}
+        names = self.files.get(submission_id)
+        expected, present = system.get("attachmentsExpected"), system.get("attachmentsPresent")
+        if names is None or not isinstance(expected, int) or len(names) != expected:
+            return None
+        if present == expected:
+            return [(name, True) for name in names]
+        if present == 0:
+            return [(name, False) for name in names]
+        return None
 
 
 @dlt.source(name="odk_central", max_table_nesting=0)
@@ -229,8 +281,15 @@ def _form_resource(session: CentralSession, settings: _Settings, config: FormCon
                 if moment:
                     seen_at[sid] = moment
                 rows.append(row)
-                run.changed[sid] = record.get("__system") or {}
+                system = record.get("__system") or {}
+                run.changed[sid] = system
                 run.file_fields[sid] = _binary_fields(record, config.attachments)
+                if system.get("attachmentsExpected"):
+                    if run.binary_paths is None:  # asked once, and only by a run that meets files
+                        run.binary_paths = _binary_paths(session, settings.project_id, form_id)
+                    in_row = _file_names(record, run.binary_paths)
+                    run.file_fields[sid] = in_row | run.file_fields[sid]
+                    run.files[sid] = tuple(sorted(in_row))
             stats.read += len(rows)
             stats.loaded += len(rows)
             stats.part(f"odk_central.{form_id}.submissions", processed=len(rows))
@@ -457,6 +516,7 @@ def _attachments(
         known,
         workers=settings.attachment_workers,
         field_names=field_names,
+        listings={sid: listing for sid in submission_ids if (listing := run.listing(sid)) is not None},
     )
     rows = [row | {"_loaded_at": loaded_at} for row in result.rows]
     stats.part(f"odk_central.{form_id}.attachments", processed=result.listed)
