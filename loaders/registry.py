@@ -14,7 +14,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Any
 
-from loaders.common.pipeline import RunOptions, run_source
+from loaders.common.pipeline import RunOptions, ignore_shell_variables, run_source
 from loaders.common.quarantine import LoadStats
 from loaders.common.warehouse import ConfigurationError, Warehouse
 
@@ -113,6 +113,7 @@ def run_sync(name: str, warehouse: Warehouse, options: RunOptions, stats: LoadSt
     from dlt.common.configuration.exceptions import ConfigFieldMissingException
 
     sync = SYNCS[name]
+    ignore_shell_variables()
     try:
         source = sync.build(stats, options, warehouse)
         return run_source(source, pipeline_name=name, dataset_name=sync.dataset, warehouse=warehouse)

@@ -10,6 +10,7 @@ import pytest
 
 from loaders.common.quarantine import LoadStats
 from loaders.common.warehouse import Warehouse
+from loaders.registry import RunOptions, run_sync
 from loaders.sales import sales_api
 from testing.samples.sales import SalesApiServer, order_lines, plant_bad_rows
 from tests.sales_fixtures import count, load
@@ -154,3 +155,22 @@ def test_a_wrong_key_fails_without_showing_it(warehouse: Warehouse) -> None:
 
     assert "401" in str(caught.value) and "refused the API key" in str(caught.value)
     assert "wrong-key-123456" not in str(caught.value)
+
+
+def test_a_terminals_columns_and_a_desktops_username_are_not_settings(
+    warehouse: Warehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # dlt looks a source's argument up down to its bare name: COLUMNS=80 once failed the sales API
+    # source ("ValueError: 80", its column map); the run's settings name their section.
+    monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.setenv("USERNAME", "desktop-user")
+    monkeypatch.setenv("SOURCES__SALES_API__API_KEY", API_KEY)
+    monkeypatch.setenv("SOURCES__SALES_API__INITIAL_START_DATE", (TODAY - timedelta(days=60)).isoformat())
+    data = records(n=30)
+    with SalesApiServer(data, api_key=API_KEY) as api:
+        monkeypatch.setenv("SOURCES__SALES_API__BASE_URL", api.base_url)
+        stats = LoadStats()
+        run_sync("sales_api", warehouse, RunOptions(), stats)
+
+    assert stats.loaded == len(data)
+    assert count(warehouse, "select count(*) from raw_sales.orders") == len(data)

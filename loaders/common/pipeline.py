@@ -58,6 +58,54 @@ def remove_stale_workdirs(root: Path | None = None) -> list[Path]:
     return removed
 
 
+# Variables the shell or the system sets, which are never this project's settings. dlt looks a source's
+# argument up in the environment down to its bare name (``columns`` -> ``COLUMNS``) and the environment
+# comes before the TOML files: a terminal's ``COLUMNS=80`` broke the sales API source's column map, and
+# a desktop's ``USERNAME`` would replace ODK Central's configured user. Sectioned names still work.
+SHELL_VARIABLES = frozenset(
+    {
+        "COLUMNS",
+        "LINES",
+        "USER",
+        "USERNAME",
+        "LOGNAME",
+        "HOME",
+        "PATH",
+        "PWD",
+        "OLDPWD",
+        "SHELL",
+        "SHLVL",
+        "TERM",
+        "LANG",
+        "HOSTNAME",
+        "TMPDIR",
+        "EDITOR",
+        "PAGER",
+        "DISPLAY",
+        "MAIL",
+        "TZ",
+    }
+)
+
+
+def ignore_shell_variables() -> None:
+    """Have dlt's environment provider skip the bare names in ``SHELL_VARIABLES`` (idempotent)."""
+    from dlt.common.configuration.container import Container
+    from dlt.common.configuration.providers import EnvironProvider
+    from dlt.common.configuration.specs.pluggable_run_context import PluggableRunContext
+
+    class SectionedEnviron(EnvironProvider):
+        def get_value(self, key: str, hint: Any, pipeline_name: str, *sections: str) -> tuple[Any, str]:
+            if not sections and not pipeline_name and key.upper() in SHELL_VARIABLES:
+                return None, key.upper()
+            return super().get_value(key, hint, pipeline_name, *sections)
+
+    providers = Container()[PluggableRunContext].providers.providers
+    for index, provider in enumerate(providers):
+        if type(provider) is EnvironProvider:
+            providers[index] = SectionedEnviron()
+
+
 def run_source(
     source: Any,
     *,
