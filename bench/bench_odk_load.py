@@ -24,8 +24,8 @@
    (and only those) downloaded.
 3. Prints Markdown tables of medians (ratio = incremental or no-change seconds / full seconds of the same
    repetition) and writes them to ``bench/results/odk_load.md``, with dlt's step times, where the extract
-   step waited (HTTP on the main thread, JSON parsing, the attachment phase: measured by wrapping the
-   loader's functions in the worker, the code is unchanged) and the requests by kind.
+   step waited (HTTP on the main thread, JSON parsing, waiting for attachment downloads: measured by
+   wrapping the loader's functions in the worker, the code is unchanged) and the requests by kind.
 
 ``--profile`` runs the full-load worker under cProfile (top functions to stderr, the stats to
 ``bench/results/odk_load_full.prof``); timings are then inflated. dlt settings pass through the
@@ -358,8 +358,12 @@ def run_worker(args: argparse.Namespace) -> None:
 
     timers = _Timers()
     timers.wrap(helpers.CentralSession, "request", "HTTP request", per_thread=True)
+    timers.wrap(helpers.CentralSession, "download", "HTTP download", per_thread=True)
     timers.wrap(helpers, "_json", "JSON parse (json.loads of pages and listings)", per_thread=True)
-    timers.wrap(attachments_module, "sync_attachments", "attachment phase (list + download + store)")
+    # Files download while the pages are read; what is left is waited for at the end (finish), and each
+    # add that finds the queue full waits for the oldest submission's files.
+    timers.wrap(attachments_module.AttachmentSync, "finish", "attachment wait after the pages (finish)")
+    timers.wrap(attachments_module.AttachmentSync, "add", "attachment wait while paging (add, queue full)")
 
     def load() -> Any:
         warehouse = Warehouse.from_env("postgres")
@@ -565,7 +569,11 @@ def _report(
             "  HTTP requests on the main thread (pages; includes server time)",
         ),
         ("timer:JSON parse (json.loads of pages and listings) (main thread)", "  JSON parsing of the pages"),
-        ("timer:attachment phase (list + download + store)", "  attachment phase (list + download + store)"),
+        (
+            "timer:attachment wait while paging (add, queue full)",
+            "  attachments: waited while paging (queue full)",
+        ),
+        ("timer:attachment wait after the pages (finish)", "  attachments: waited after the pages"),
         ("normalize", "normalize (dlt: typed jsonl -> csv load files)"),
         ("load", "load (whole step)"),
         ("copy_jobs_wall", "  COPY into the staging dataset (first start to last end)"),
@@ -634,8 +642,9 @@ def _report(
         "Python `ThreadingHTTPServer`: it answers more slowly than Central would for small requests.",
         "PostgreSQL is `testing.pgserver` (fsync, synchronous_commit and full_page_writes off).",
         "HTTP / JSON / attachment times come from wrapping `CentralSession.request`, `helpers._json` and "
-        "`attachments.sync_attachments` in the worker (the loader code is not changed); HTTP includes "
-        "the server's time to build the page.",
+        "`AttachmentSync.add` / `finish` in the worker (the loader code is not changed); HTTP includes "
+        "the server's time to build the page. Files download on worker threads while the pages are read: "
+        "the attachment rows are the time the main thread waited for them.",
     ]
     if args.profile:
         notes.append("**The full load ran under cProfile (`--profile`): its timings are inflated.**")

@@ -134,25 +134,22 @@ class _FormRun:
     """What one run learnt about one form, shared by its steps."""
 
     changed: dict[str, dict[str, Any]] = field(default_factory=dict)  # submission id -> system
-    file_fields: dict[str, dict[str, str]] = field(default_factory=dict)
-    # Submission id -> its files as its row names them (binary fields outside repeats), for the
-    # submissions that have files; None until the form's binary fields are known.
-    files: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    binary_paths: tuple[tuple[str, ...], ...] | None = None
+    binary_paths: tuple[tuple[str, ...], ...] | None = None  # None until the form's fields are asked
+    known: dict[str, dict[str, str]] | None = None  # submission id -> file name -> stored ETag
+    downloads: Any = None  # the AttachmentSync, from the first submission with files
 
-    def listing(self, submission_id: str) -> list[tuple[str, bool]] | None:
-        """The submission's files as ``(name, present)`` when its row says them all, else None (list
-        them): every expected file is named in a binary field, and all or none are present."""
-        system = self.changed.get(submission_id) or {}
-        names = self.files.get(submission_id)
-        expected, present = system.get("attachmentsExpected"), system.get("attachmentsPresent")
-        if names is None or not isinstance(expected, int) or len(names) != expected:
-            return None
-        if present == expected:
-            return [(name, True) for name in names]
-        if present == 0:
-            return [(name, False) for name in names]
+
+def _listing(system: dict[str, Any], names: dict[str, str]) -> list[tuple[str, bool]] | None:
+    """A submission's files as ``(name, present)`` when its row names them all (``names``, from its
+    binary fields), else None (they are listed): every expected file is named, all or none present."""
+    expected, present = system.get("attachmentsExpected"), system.get("attachmentsPresent")
+    if not isinstance(expected, int) or len(names) != expected:
         return None
+    if present == expected:
+        return [(name, True) for name in sorted(names)]
+    if present == 0:
+        return [(name, False) for name in sorted(names)]
+    return None
 
 
 @dlt.source(name="odk_central", max_table_nesting=0)
@@ -222,12 +219,15 @@ def _form_resource(session: CentralSession, settings: _Settings, config: FormCon
 
     @dlt.resource(name=form_id, write_disposition=MERGE, max_table_nesting=0)
     def form() -> Iterator[Any]:
+        run = _FormRun()
         try:
-            yield from rows()
+            yield from rows(run)
         finally:
+            if run.downloads is not None:
+                run.downloads.close()  # after a failure: downloads under way finish, queued ones are dropped
             session.release()  # the last form to finish logs out: the token does not outlive the run
 
-    def rows() -> Iterator[Any]:
+    def rows(run: _FormRun) -> Iterator[Any]:
         # The cursors are hand-written, not dlt.sources.incremental: the next cursor is Central's clock
         # when the read began (the Date of its first answer), not the newest value in the rows, which
         # incremental's last_value would be; deletions have a cursor of their own on another endpoint;
@@ -239,7 +239,6 @@ def _form_resource(session: CentralSession, settings: _Settings, config: FormCon
         cursor = parse_time(state.get("cursor"))
         deleted_cursor = parse_time(state.get("deleted_cursor"))
         loaded_at = datetime.now(UTC)
-        run = _FormRun()
         odata = session.odata_url(settings.project_id, form_id)
         service = session.get_json(odata)  # the form's tables; its answer also says Central's time
         clock = session.server_time
@@ -283,13 +282,8 @@ def _form_resource(session: CentralSession, settings: _Settings, config: FormCon
                 rows.append(row)
                 system = record.get("__system") or {}
                 run.changed[sid] = system
-                run.file_fields[sid] = _binary_fields(record, config.attachments)
-                if system.get("attachmentsExpected"):
-                    if run.binary_paths is None:  # asked once, and only by a run that meets files
-                        run.binary_paths = _binary_paths(session, settings.project_id, form_id)
-                    in_row = _file_names(record, run.binary_paths)
-                    run.file_fields[sid] = in_row | run.file_fields[sid]
-                    run.files[sid] = tuple(sorted(in_row))
+                if system.get("attachmentsPresent") or system.get("attachmentsExpected"):
+                    _add_files(session, settings, config, record, system, run)
             stats.read += len(rows)
             stats.loaded += len(rows)
             stats.part(f"odk_central.{form_id}.submissions", processed=len(rows))
@@ -339,15 +333,18 @@ def _form_resource(session: CentralSession, settings: _Settings, config: FormCon
                 session, settings, form_id, odata, odata_table, window, run, root_of, loaded_at, stats
             )
 
-        # 4. Attachments of changed submissions that have files, new or changed files only.
-        # Expected files too: a file not uploaded yet gets a row saying so (exists = false).
-        with_files = [
-            sid
-            for sid, system in run.changed.items()
-            if system.get("attachmentsPresent") or system.get("attachmentsExpected")
-        ]
-        if with_files:
-            yield from _attachments(session, settings, form_id, with_files, run, loaded_at, stats)
+        # 4. Attachments of the changed submissions that have files, new or changed files only, as
+        # downloaded while the steps above went on. Expected files too: a file not uploaded yet gets a
+        # row saying so (exists = false).
+        if run.downloads is not None:
+            result = run.downloads.finish()
+            rows = [row | {"_loaded_at": loaded_at} for row in result.rows]
+            stats.part(f"odk_central.{form_id}.attachments", processed=result.listed)
+            stored = [f"{row['submission_id']}/{row['name']}" for row in rows if row.get("storage_key")]
+            stats.files_loaded += stored
+            stats.attachments_downloaded = (stats.attachments_downloaded or 0) + len(stored)
+            if rows:
+                yield dlt.mark.with_hints(rows, ATTACHMENT_HINTS, create_table_variant=True)
         stats.part(f"odk_central.{form_id}.attachments")  # a sync type even when nothing changed
         stats.attachments_downloaded = stats.attachments_downloaded or 0
 
@@ -487,44 +484,36 @@ def _repeat_rows(
     stats.part(part)  # a sync type even when nothing changed
 
 
-def _attachments(
+def _add_files(
     session: CentralSession,
     settings: _Settings,
-    form_id: str,
-    submission_ids: list[str],
+    config: FormConfig,
+    record: dict[str, Any],
+    system: dict[str, Any],
     run: _FormRun,
-    loaded_at: datetime,
-    stats: LoadStats,
-) -> Iterator[Any]:
-    from loaders.odk_central.attachments import AttachmentStore, sync_attachments
+) -> None:
+    """Start syncing the files of a changed submission while its form's pages are still being read."""
+    from loaders.odk_central.attachments import AttachmentStore, AttachmentSync
 
-    store = AttachmentStore(settings.attachments_storage)
-    known = {
-        (sid, name): etag
-        for (form, sid, name), etag in settings.known_etags.items()
-        if form == form_id and sid in run.changed
-    }
-    field_names: dict[str, str] = {}
-    for sid in submission_ids:
-        field_names |= run.file_fields.get(sid, {})
-    result = sync_attachments(
-        session,
-        settings.project_id,
-        form_id,
-        [(sid, None) for sid in submission_ids],
-        store,
-        known,
-        workers=settings.attachment_workers,
-        field_names=field_names,
-        listings={sid: listing for sid in submission_ids if (listing := run.listing(sid)) is not None},
+    form_id = config.xml_form_id
+    if run.downloads is None:  # the first submission with files of this run: set up, ask the fields
+        run.binary_paths = _binary_paths(session, settings.project_id, form_id)
+        run.known = {}
+        for (form, sid, name), etag in settings.known_etags.items():
+            if form == form_id:
+                run.known.setdefault(sid, {})[name] = etag
+        store = AttachmentStore(settings.attachments_storage)
+        run.downloads = AttachmentSync(
+            session, settings.project_id, form_id, store, settings.attachment_workers
+        )
+    sid = record["__id"]
+    in_row = _file_names(record, run.binary_paths or ())
+    run.downloads.add(
+        sid,
+        known=(run.known or {}).get(sid),
+        field_names=in_row | _binary_fields(record, config.attachments),
+        listing=_listing(system, in_row) if run.binary_paths else None,
     )
-    rows = [row | {"_loaded_at": loaded_at} for row in result.rows]
-    stats.part(f"odk_central.{form_id}.attachments", processed=result.listed)
-    stored = [f"{row['submission_id']}/{row['name']}" for row in rows if row.get("storage_key")]
-    stats.files_loaded += stored
-    stats.attachments_downloaded = (stats.attachments_downloaded or 0) + len(stored)
-    if rows:
-        yield dlt.mark.with_hints(rows, ATTACHMENT_HINTS, create_table_variant=True)
 
 
 def build(stats: LoadStats, options: RunOptions, warehouse: Warehouse) -> Any:

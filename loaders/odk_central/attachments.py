@@ -173,113 +173,81 @@ class AttachmentResult:
     bytes: int = 0
 
 
-def sync_attachments(
-    session: CentralSession,
-    project_id: int,
-    form_id: str,
-    submissions: Sequence[tuple[str, str | None]],
-    store: AttachmentStore,
-    known: Mapping[tuple[str, str], str],
-    workers: int = 4,
-    field_names: Mapping[str, str] | None = None,
-    listings: Mapping[str, Sequence[tuple[str, bool]]] | None = None,
-) -> AttachmentResult:
-    """List the attachments of ``submissions`` (``(submission_id, instance_id)``: ``__id`` and the current
-    version's ``meta/instanceID``, which names the storage folder; None means ``__id``) and download the
-    files that are new or changed into ``store``.
+Outcome = tuple[str, "dict[str, Any] | None", bool]  # file name, its row (None: not modified), present
 
-    ``known`` maps ``(submission_id, file name)`` to the ETag of the stored copy: those files are asked for
-    with ``If-None-Match`` and a ``304`` skips them (no row: the stored row stays as it is). Downloaded files
-    and files Central expects but does not have yet (``exists: false``, a row without a key) get a row.
-    ``workers`` requests run at a time. Any failure stops the call with an ``AttachmentError`` naming the
-    submission and file; files already stored are complete, and a re-run fetches whatever was not recorded.
 
-    ``listings`` gives, for submissions whose row already says which files they have, those files as
-    ``(name, present)``: they are not listed, so a new file costs one request (its download).
-    """
-    if workers < 1:
-        raise ValueError(f"workers must be at least 1, got {workers}")
-    fields = field_names or {}
-    known_listings = listings or {}
-    form_url = f"{session.api_url}/projects/{int(project_id)}/forms/{quote(form_id, safe='')}/submissions"
-    wanted = dict(submissions)  # one entry per submission, in the order given
-    result = AttachmentResult()
+class AttachmentSync:
+    """Downloads the new or changed files of the submissions ``add``-ed, ``workers`` requests at a time,
+    while the caller goes on (reading the next page of submissions); ``finish`` waits for the rest and
+    returns the rows. At most a few submissions per worker wait their turn: ``add`` takes the oldest
+    results first when the queue is full, so memory stays constant however many submissions there are,
+    and results are taken in the order added (the first failure stops the sync: ``AttachmentError``
+    naming the submission and file; files already stored are complete, and a re-run fetches whatever
+    was not recorded)."""
 
-    def list_files(submission_id: str) -> list[tuple[str, bool]]:
-        url = f"{form_url}/{quote(submission_id, safe='')}/attachments"
-        try:
-            listing = session.get_json(url)
-        except Exception as exc:
-            raise AttachmentError(
-                f"listing the attachments of submission {submission_id!r} of form {form_id!r} failed: {exc}"
-            ) from exc
-        if not isinstance(listing, list) or not all(
-            isinstance(entry, dict) and isinstance(entry.get("name"), str) for entry in listing
-        ):
-            raise AttachmentError(
-                f"listing the attachments of submission {submission_id!r} of form {form_id!r}: "
-                f"expected a list of {{name, exists}}, got {str(listing)[:200]!r}"
-            )
-        return [(entry["name"], bool(entry.get("exists"))) for entry in listing]
-
-    def download(submission_id: str, instance_id: str, name: str) -> dict[str, Any] | None:
-        url = f"{form_url}/{quote(submission_id, safe='')}/attachments/{quote(name, safe='')}"
-        etag = known.get((submission_id, name))
-        headers = {"If-None-Match": _quoted(etag)} if etag else None
-        try:
-            for attempt in range(2):
-                response = session.download(url, headers=headers, expected=(200, 304))
-                if response.status == 304:
-                    if not etag:
-                        raise AttachmentError("HTTP 304 to a request without If-None-Match")
-                    return None
-                content = response.data
-                damage = _damage(content, response.headers.get("ETag"))
-                if damage is None:
-                    break
-                if attempt == 1:
-                    raise AttachmentError(damage)
-            key = AttachmentStore.key(project_id, form_id, instance_id, name)
-            store.put(key, content)
-            progress.count("downloads")
-        except Exception as exc:
-            raise AttachmentError(
-                f"attachment {name!r} of submission {submission_id!r} of form {form_id!r} failed: {exc}"
-            ) from exc
-        return _row(
-            form_id,
-            submission_id,
-            name,
-            fields.get(name),
-            key=key,
-            size_bytes=len(content),
-            sha256=hashlib.sha256(content).hexdigest(),
-            content_type=_media_type(response.headers.get("Content-Type")),
-            etag=_unquoted(response.headers.get("ETag")),
-            downloaded_at=datetime.now(UTC),
+    def __init__(
+        self, session: CentralSession, project_id: int, form_id: str, store: AttachmentStore, workers: int = 4
+    ) -> None:
+        if workers < 1:
+            raise ValueError(f"workers must be at least 1, got {workers}")
+        self.session, self.project_id, self.form_id, self.store = session, int(project_id), form_id, store
+        self.form_url = (
+            f"{session.api_url}/projects/{self.project_id}/forms/{quote(form_id, safe='')}/submissions"
         )
+        self.result = AttachmentResult()
+        self._limit = 4 * workers
+        self._in_flight: deque[Future[list[Outcome]]] = deque()
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="odk-attachments")
 
-    def sync_one(submission_id: str) -> list[tuple[str, dict[str, Any] | None, bool]]:
-        """List one submission's files and fetch the present ones: ``(name, row or None, present)``."""
-        instance_id = wanted[submission_id] or submission_id
-        outcomes: list[tuple[str, dict[str, Any] | None, bool]] = []
-        listing = known_listings.get(submission_id)
-        for file_name, present in sorted(list_files(submission_id) if listing is None else listing):
-            if present:
-                outcomes.append((file_name, download(submission_id, instance_id, file_name), True))
-            else:
-                outcomes.append(
-                    (file_name, _row(form_id, submission_id, file_name, fields.get(file_name)), False)
+    def add(
+        self,
+        submission_id: str,
+        instance_id: str | None = None,
+        *,
+        known: Mapping[str, str] | None = None,
+        field_names: Mapping[str, str] | None = None,
+        listing: Sequence[tuple[str, bool]] | None = None,
+    ) -> None:
+        """Sync one submission's files. ``instance_id`` (its current version's ``meta/instanceID``, None
+        for ``submission_id``) names the storage folder; ``known`` maps file names to the ETag of the
+        stored copy (asked for with ``If-None-Match``: a 304 leaves the stored row as it is);
+        ``field_names`` maps file names to their fields; ``listing``, when the submission's row already
+        says which files it has, gives them as ``(name, present)`` and the list is not asked for (a new
+        file then costs one request, its download)."""
+        try:
+            if len(self._in_flight) >= self._limit:
+                self._take_oldest()
+            self._in_flight.append(
+                self._pool.submit(
+                    self._sync_one,
+                    submission_id,
+                    instance_id or submission_id,
+                    known or {},
+                    field_names or {},
+                    listing,
                 )
-        return outcomes
+            )
+        except BaseException:
+            self.close()
+            raise
 
-    # One task per submission, at most a few per worker queued: memory and bookkeeping stay constant however
-    # many submissions there are, and results are taken in submission order (the first failure stops all).
-    in_flight: deque[Future[list[tuple[str, dict[str, Any] | None, bool]]]] = deque()
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="odk-attachments")
+    def finish(self) -> AttachmentResult:
+        """Wait for every file, make them durable, and return the rows and counts."""
+        try:
+            while self._in_flight:
+                self._take_oldest()
+        finally:
+            self.close()
+        self.store.flush()  # on disk before any row says they are
+        return self.result
 
-    def take_oldest() -> None:
-        for _name, row, present in in_flight.popleft().result():
+    def close(self) -> None:
+        """Stop: downloads under way finish (whole files only), queued ones are dropped."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def _take_oldest(self) -> None:
+        result = self.result
+        for _name, row, present in self._in_flight.popleft().result():
             result.listed += 1
             if not present:
                 result.missing += 1
@@ -291,17 +259,105 @@ def sync_attachments(
                 result.bytes += row["size_bytes"]
                 result.rows.append(row)
 
-    try:
-        for submission_id in wanted:
-            if len(in_flight) >= 4 * workers:
-                take_oldest()
-            in_flight.append(pool.submit(sync_one, submission_id))
-        while in_flight:
-            take_oldest()
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)  # downloads under way finish (whole files only)
-    store.flush()  # on disk before any row says they are
-    return result
+    def _sync_one(
+        self,
+        submission_id: str,
+        instance_id: str,
+        known: Mapping[str, str],
+        fields: Mapping[str, str],
+        listing: Sequence[tuple[str, bool]] | None,
+    ) -> list[Outcome]:
+        outcomes: list[Outcome] = []
+        for name, present in sorted(self._list_files(submission_id) if listing is None else listing):
+            if present:
+                row = self._download(submission_id, instance_id, name, known.get(name), fields.get(name))
+            else:
+                row = _row(self.form_id, submission_id, name, fields.get(name))
+            outcomes.append((name, row, present))
+        return outcomes
+
+    def _list_files(self, submission_id: str) -> list[tuple[str, bool]]:
+        url = f"{self.form_url}/{quote(submission_id, safe='')}/attachments"
+        where = f"the attachments of submission {submission_id!r} of form {self.form_id!r}"
+        try:
+            listing = self.session.get_json(url)
+        except Exception as exc:
+            raise AttachmentError(f"listing {where} failed: {exc}") from exc
+        if not isinstance(listing, list) or not all(
+            isinstance(entry, dict) and isinstance(entry.get("name"), str) for entry in listing
+        ):
+            raise AttachmentError(
+                f"listing {where}: expected a list of {{name, exists}}, got {str(listing)[:200]!r}"
+            )
+        return [(entry["name"], bool(entry.get("exists"))) for entry in listing]
+
+    def _download(
+        self, submission_id: str, instance_id: str, name: str, etag: str | None, field_name: str | None
+    ) -> dict[str, Any] | None:
+        url = f"{self.form_url}/{quote(submission_id, safe='')}/attachments/{quote(name, safe='')}"
+        headers = {"If-None-Match": _quoted(etag)} if etag else None
+        try:
+            for attempt in range(2):
+                response = self.session.download(url, headers=headers, expected=(200, 304))
+                if response.status == 304:
+                    if not etag:
+                        raise AttachmentError("HTTP 304 to a request without If-None-Match")
+                    return None
+                content = response.data
+                damage = _damage(content, response.headers.get("ETag"))
+                if damage is None:
+                    break
+                if attempt == 1:
+                    raise AttachmentError(damage)
+            key = AttachmentStore.key(self.project_id, self.form_id, instance_id, name)
+            self.store.put(key, content)
+            progress.count("downloads")
+        except Exception as exc:
+            raise AttachmentError(
+                f"attachment {name!r} of submission {submission_id!r} of form {self.form_id!r} failed: {exc}"
+            ) from exc
+        return _row(
+            self.form_id,
+            submission_id,
+            name,
+            field_name,
+            key=key,
+            size_bytes=len(content),
+            sha256=hashlib.sha256(content).hexdigest(),
+            content_type=_media_type(response.headers.get("Content-Type")),
+            etag=_unquoted(response.headers.get("ETag")),
+            downloaded_at=datetime.now(UTC),
+        )
+
+
+def sync_attachments(
+    session: CentralSession,
+    project_id: int,
+    form_id: str,
+    submissions: Sequence[tuple[str, str | None]],
+    store: AttachmentStore,
+    known: Mapping[tuple[str, str], str],
+    workers: int = 4,
+    field_names: Mapping[str, str] | None = None,
+    listings: Mapping[str, Sequence[tuple[str, bool]]] | None = None,
+) -> AttachmentResult:
+    """``AttachmentSync`` over ``submissions`` (``(submission_id, instance_id)``), all at once: ``known``
+    maps ``(submission_id, file name)`` to the stored copy's ETag, ``field_names`` file names to fields,
+    ``listings`` submission ids to their files when their rows say them."""
+    sync = AttachmentSync(session, project_id, form_id, store, workers)
+    names = field_names or {}
+    by_submission: dict[str, dict[str, str]] = {}
+    for (sid, name), etag in known.items():
+        by_submission.setdefault(sid, {})[name] = etag
+    for submission_id, instance_id in dict(submissions).items():
+        sync.add(
+            submission_id,
+            instance_id,
+            known=by_submission.get(submission_id),
+            field_names=names,
+            listing=(listings or {}).get(submission_id),
+        )
+    return sync.finish()
 
 
 def _row(
