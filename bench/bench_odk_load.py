@@ -263,8 +263,10 @@ class _Timers:
         self.calls: Counter[str] = Counter()
         self._lock = threading.Lock()
 
-    def wrap(self, owner: Any, attribute: str, name: str, *, per_thread: bool = False) -> None:
-        original = getattr(owner, attribute)
+    def wrap(self, owner: Any, attribute: str | None, name: str, *, per_thread: bool = False) -> None:
+        original = getattr(owner, attribute, None) if owner is not None and attribute else None
+        if original is None:
+            return  # an older loader on PYTHONPATH (a baseline) that has no such function
         timers = self
 
         def timed(*args: Any, **kwargs: Any) -> Any:
@@ -362,8 +364,11 @@ def run_worker(args: argparse.Namespace) -> None:
     timers.wrap(helpers, "_json", "JSON parse (json.loads of pages and listings)", per_thread=True)
     # Files download while the pages are read; what is left is waited for at the end (finish), and each
     # add that finds the queue full waits for the oldest submission's files.
-    timers.wrap(attachments_module.AttachmentSync, "finish", "attachment wait after the pages (finish)")
-    timers.wrap(attachments_module.AttachmentSync, "add", "attachment wait while paging (add, queue full)")
+    sync_class = getattr(attachments_module, "AttachmentSync", None)
+    timers.wrap(sync_class, "finish", "attachment wait after the pages (finish)")
+    timers.wrap(sync_class, "add", "attachment wait while paging (add, queue full)")
+    if sync_class is None:  # a baseline from before the downloads overlapped the pages
+        timers.wrap(attachments_module, "sync_attachments", "attachment wait after the pages (finish)")
 
     def load() -> Any:
         warehouse = Warehouse.from_env("postgres")

@@ -41,7 +41,8 @@ class CentralSession:
 
     Logs in with ``POST /v1/sessions``, reuses the token, logs in again shortly before it expires,
     and once more when Central answers 401 (a revoked or expired session); a second 401 fails.
-    Retries (429, 5xx, timeouts) are dlt's, with exponential backoff honouring ``Retry-After``.
+    Retries (429, 5xx, timeouts) are dlt's, with exponential backoff honouring ``Retry-After``; file
+    downloads (``download``) go through urllib3 itself with the same retry rules.
     """
 
     def __init__(
