@@ -24,8 +24,10 @@ $(VENV)/.bootstrapped: pyproject.toml uv.lock
 demo: bootstrap ## run the main flow on DuckDB with generated sample sources
 	$(BIN)/elt demo
 
+# One pytest-xdist worker per core, each with its own PostgreSQL server, Prefect API and folders;
+# idle workers take tests queued for the busy one (the long end-to-end tests are not all in one file).
 test: bootstrap ## every test, on DuckDB and PostgreSQL (a throwaway server unless ELT_TEST_POSTGRES_URL)
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto --dist worksteal
 
 lint: bootstrap ## ruff and sqlfluff (dbt templater)
 	$(BIN)/ruff check .

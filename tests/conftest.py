@@ -24,6 +24,7 @@ _SESSION_DIR = Path(tempfile.mkdtemp(prefix="elt-tests-"))
 os.environ["PREFECT_HOME"] = str(_SESSION_DIR / "prefect-home")
 os.environ["ELT_DBT_ARTIFACTS"] = str(_SESSION_DIR / "dbt")
 os.environ["ELT_REPORTS_DIR"] = str(_SESSION_DIR / "reports")
+os.environ["ELT_BACKUP_DIR"] = str(_SESSION_DIR / "backups")  # (pytest-xdist: one session per worker)
 # Files are read as soon as a test has written them (in production a file modified less than
 # settle_seconds ago is left for the next run); tests of that rule set it themselves.
 os.environ["SOURCES__SALES_CSV__SETTLE_SECONDS"] = "0"
