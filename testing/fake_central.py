@@ -1441,6 +1441,10 @@ class FakeCentral:
     token_ttl_seconds: float = 24 * 3600.0
     fault_sleep_seconds: float = 3.0
     retry_after_seconds: int = 1
+    # As a Central whose blobs are in S3: an attachment GET answers 307 to a signed URL (here
+    # /s3/<md5>?X-Amz-Signature=..., served without the bearer token) whose ETag is not the MD5, as S3's
+    # is not for an encrypted object; the 307 carries Central's own ETag (the MD5).
+    redirect_attachments: bool = False
     start_time: datetime | None = None  # freezes the clock there; advance() moves it
     seed: int = 0
     host: str = "127.0.0.1"
@@ -1450,6 +1454,7 @@ class FakeCentral:
 
     def __post_init__(self) -> None:
         self._lock = threading.RLock()
+        self._s3: dict[str, _Blob] = {}  # the objects a redirect_attachments server has pointed to
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._frozen: datetime | None = _aware(self.start_time) if self.start_time else None
@@ -1841,6 +1846,8 @@ class FakeCentral:
         body: bytes,
     ) -> _Response:
         parts = [unquote(p) for p in path.split("/")[1:]]
+        if parts[:1] == ["s3"] and len(parts) == 2 and method == "GET" and "X-Amz-Signature" in query:
+            return self._s3_object(parts[1])
         if parts[:1] != ["v1"]:
             raise _Problem(404.2, "Expected an API version (eg /v1) at the start of the request URL.")
         if parts == ["v1", "sessions"] and method == "POST":
@@ -2302,7 +2309,17 @@ class FakeCentral:
                         200, [{"name": n, "exists": b is not None} for n, b in sorted(files.items())]
                     )
                 if len(rest) == 3:
-                    return self._attachment(files.get(rest[2]), rest[2], headers)
+                    blob = files.get(rest[2])
+                    if self.redirect_attachments and blob is not None:
+                        self._s3[blob.etag] = blob
+                        response = self._attachment(blob, rest[2], headers)
+                        if response.status == 200:
+                            location = (
+                                f"{self.base_url}/s3/{blob.etag}?X-Amz-Signature={secrets.token_hex(8)}"
+                            )
+                            return _Response(307, b"", {"Location": location, "ETag": f'"{blob.etag}"'})
+                        return response
+                    return self._attachment(blob, rest[2], headers)
             raise _not_found()
 
     def _patch(self, form: _Form, sub: _Submission, body: bytes) -> _Response:
@@ -2319,6 +2336,15 @@ class FakeCentral:
         sub.updated_ms = self._now_ms()
         form.changed()
         return _json(200, self._rest_json(sub, False))
+
+    def _s3_object(self, md5: str) -> _Response:
+        blob = self._s3.get(md5)
+        if blob is None:
+            return _Response(
+                404, b"<Error><Code>NoSuchKey</Code></Error>", {"Content-Type": "application/xml"}
+            )
+        s3_etag = hashlib.sha256(blob.content).hexdigest()[:32]  # 32 hex digits, not the MD5
+        return _Response(200, blob.content, {"Content-Type": blob.content_type, "ETag": f'"{s3_etag}"'})
 
     @staticmethod
     def _attachment(blob: _Blob | None, name: str, headers: Mapping[str, str]) -> _Response:

@@ -269,6 +269,25 @@ def test_a_truncated_or_stalled_download_is_retried(
     assert client.stats.http_errors == (1 if fault == "timeout" else 0)  # a cut body came with a 200
 
 
+def test_a_file_central_redirects_to_its_object_store_is_downloaded(
+    central: FakeCentral, session: CentralSession, store: AttachmentStore
+) -> None:
+    # Central with S3 answers 307 to a signed URL; S3's ETag is not the MD5 (encrypted objects), so
+    # the MD5 check does not apply there.
+    central.redirect_attachments = True
+    sid = add_rental(central, 9)
+    name = central.get_submission(RENTAL_FORM_ID, sid)["building_image"]
+    since = len(central.requests)
+
+    result = sync(session, central, store, submissions=[(sid, sid)], listings={sid: [(name, True)]})
+    statuses = [r.status for r in central.requests[since:]]
+
+    assert result.downloaded == 1
+    assert statuses == [307, 200]  # Central's redirect, then the object store's answer
+    central.redirect_attachments = False
+    assert store.open(result.rows[0]["storage_key"]) == fetch(central, sid, name).content
+
+
 def test_a_file_cut_short_twice_fails_the_run_and_stores_nothing(
     central: FakeCentral, session: CentralSession, store: AttachmentStore
 ) -> None:

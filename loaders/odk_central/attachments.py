@@ -304,7 +304,9 @@ class AttachmentSync:
                         raise AttachmentError("HTTP 304 to a request without If-None-Match")
                     return None
                 content = response.data
-                damage = _damage(content, response.headers.get("ETag"))
+                history = response.retries.history if response.retries else ()
+                redirected = any(step.redirect_location for step in history)  # an object store's ETag
+                damage = None if redirected else _damage(content, response.headers.get("ETag"))
                 if damage is None:
                     break
                 if attempt == 1:
@@ -403,7 +405,8 @@ def _protocols(fs: Any) -> tuple[str, ...]:
 def _damage(content: bytes, etag: str | None) -> str | None:
     """What is wrong with a downloaded file, or None. Central's ETag for an attachment is the MD5 of its
     bytes (``lib/util/blob.js``): a body cut short or altered on the way no longer matches it. Tags of
-    another shape (an object store's multipart tags, say) are not checked."""
+    another shape are not checked, nor files Central redirected to its object store (S3's ETag is not
+    the MD5 of an encrypted or multipart object)."""
     tag = _unquoted(etag)
     if tag is None or not _MD5.fullmatch(tag):
         return None
