@@ -133,7 +133,7 @@ def _file_names(record: dict[str, Any], paths: tuple[tuple[str, ...], ...]) -> d
 class _FormRun:
     """What one run learnt about one form, shared by its steps."""
 
-    changed: dict[str, dict[str, Any]] = field(default_factory=dict)  # submission id -> system
+    changed: set[str] = field(default_factory=set)  # ids of the submissions this run loads
     binary_paths: tuple[tuple[str, ...], ...] | None = None  # None until the form's fields are asked
     known: dict[str, dict[str, str]] | None = None  # submission id -> file name -> stored ETag
     downloads: Any = None  # the AttachmentSync, from the first submission with files
@@ -277,11 +277,11 @@ def _form_resource(session: CentralSession, settings: _Settings, config: FormCon
                 sid = row["submission_id"]
                 if moment and recent.get(sid) == moment.isoformat():
                     continue
-                if moment:
-                    seen_at[sid] = moment
+                if moment and moment >= newest - settings.overlap:
+                    seen_at[sid] = moment  # the next run's overlap reads it again (only those are kept)
                 rows.append(row)
                 system = record.get("__system") or {}
-                run.changed[sid] = system
+                run.changed.add(sid)
                 if system.get("attachmentsPresent") or system.get("attachmentsExpected"):
                     _add_files(session, settings, config, record, system, run)
             stats.read += len(rows)
@@ -309,7 +309,7 @@ def _form_resource(session: CentralSession, settings: _Settings, config: FormCon
             for record in page:
                 row = _submission_row(form_id, record, loaded_at)
                 sid, moment = row["submission_id"], row["deleted_at"]
-                run.changed.pop(sid, None)
+                run.changed.discard(sid)
                 if moment is None or recent_deleted.get(sid) == moment.isoformat():
                     continue
                 deleted_at[sid] = moment
@@ -327,10 +327,21 @@ def _form_resource(session: CentralSession, settings: _Settings, config: FormCon
             (entry["name"] for entry in service.get("value", []) if entry.get("name") != "Submissions"),
             key=lambda name: name.count("."),
         )
-        root_of: dict[str, str] = {}
+        root_of: dict[str, str] = {}  # row id -> submission id, for the rows of tables that have children
         for odata_table in tables:
+            has_children = any(other.startswith(odata_table + ".") for other in tables)
             yield from _repeat_rows(
-                session, settings, form_id, odata, odata_table, window, run, root_of, loaded_at, stats
+                session,
+                settings,
+                form_id,
+                odata,
+                odata_table,
+                window,
+                run,
+                root_of,
+                has_children,
+                loaded_at,
+                stats,
             )
 
         # 4. Attachments of the changed submissions that have files, new or changed files only, as
@@ -406,9 +417,13 @@ def _repeat_rows(
     window: datetime | None,
     run: _FormRun,
     root_of: dict[str, str],
+    has_children: bool,
     loaded_at: datetime,
     stats: LoadStats,
 ) -> Iterator[Any]:
+    """The rows of one repeat table. ``root_of`` maps the rows of the tables read before to their
+    submission, for nested repeats; this table's rows are added only when it ``has_children`` (the
+    rows of a table without nested repeats are never anyone's parent)."""
     table = repeat_table_name(form_id, odata_table)
     hints = dlt.mark.make_hints(
         table_name=table,
@@ -420,17 +435,20 @@ def _repeat_rows(
     if window or settings.full_refresh:
         # Every changed submission's old child rows go (an edit may have removed them all);
         # its current rows, read below, are inserted in the same merge.
-        tombstones = [
-            {
-                "form_id": form_id,
-                "submission_id": sid,
-                "row_id": f"tombstone:{sid}",
-                "_is_tombstone": True,
-                "_loaded_at": loaded_at,
-            }
-            for sid in run.changed
-        ]
-        if tombstones:
+        # In batches: a million changed submissions are not a million rows in memory at once.
+        changed = list(run.changed)
+        for start in range(0, len(changed), 10_000):
+            batch = changed[start : start + 10_000]
+            tombstones = [
+                {
+                    "form_id": form_id,
+                    "submission_id": sid,
+                    "row_id": f"tombstone:{sid}",
+                    "_is_tombstone": True,
+                    "_loaded_at": loaded_at,
+                }
+                for sid in batch
+            ]
             yield dlt.mark.with_hints(tombstones, hints, create_table_variant=True)
     params: dict[str, Any] = {"$top": settings.page_size}
     if window:
@@ -445,7 +463,7 @@ def _repeat_rows(
             link = next((key for key in record if key.startswith("__") and key.endswith("-id")), None)
             parent_id = record.get(link) if link else None
             root = parent_id if link == "__Submissions-id" else root_of.get(parent_id or "")
-            if root is not None:
+            if root is not None and has_children:
                 root_of[record["__id"]] = root  # (its own children, in nested repeats, follow it)
             if window and root is not None and root not in run.changed:
                 continue  # a submission inside the overlap that has not changed since last time
