@@ -12,6 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import dlt
+from dlt.common.configuration.container import Container
+from dlt.common.configuration.providers import EnvironProvider
+from dlt.common.configuration.specs.pluggable_run_context import PluggableRunContext
 
 from loaders.common import audit, progress
 from loaders.common.warehouse import Warehouse
@@ -88,22 +91,26 @@ SHELL_VARIABLES = frozenset(
 )
 
 
+class _SectionedEnviron(EnvironProvider):
+    """dlt's environment provider, except the bare names in ``SHELL_VARIABLES``."""
+
+    def get_value(self, key: str, hint: Any, pipeline_name: str, *sections: str) -> tuple[Any, str]:
+        if not sections and not pipeline_name and key.upper() in SHELL_VARIABLES:
+            return None, key.upper()
+        return super().get_value(key, hint, pipeline_name, *sections)
+
+
 def ignore_shell_variables() -> None:
-    """Have dlt's environment provider skip the bare names in ``SHELL_VARIABLES`` (idempotent)."""
-    from dlt.common.configuration.container import Container
-    from dlt.common.configuration.providers import EnvironProvider
-    from dlt.common.configuration.specs.pluggable_run_context import PluggableRunContext
-
-    class SectionedEnviron(EnvironProvider):
-        def get_value(self, key: str, hint: Any, pipeline_name: str, *sections: str) -> tuple[Any, str]:
-            if not sections and not pipeline_name and key.upper() in SHELL_VARIABLES:
-                return None, key.upper()
-            return super().get_value(key, hint, pipeline_name, *sections)
-
+    """Put ``_SectionedEnviron`` in place of dlt's environment provider (idempotent)."""
     providers = Container()[PluggableRunContext].providers.providers
     for index, provider in enumerate(providers):
         if type(provider) is EnvironProvider:
-            providers[index] = SectionedEnviron()
+            providers[index] = _SectionedEnviron()
+
+
+# Every source package imports this module, so a source called directly (a test, a notebook) is covered
+# too; ``registry.run_sync`` calls it again in case dlt's run context was reloaded since.
+ignore_shell_variables()
 
 
 def run_source(
