@@ -20,7 +20,7 @@ from loaders.odk_central.attachments import (
     AttachmentError,
     AttachmentResult,
     AttachmentStore,
-    sync_attachments,
+    AttachmentSync,
 )
 from loaders.odk_central.helpers import CentralSession
 from testing.fake_central import FakeCentral
@@ -97,17 +97,22 @@ def sync(
     store: AttachmentStore,
     known: dict[tuple[str, str], str] | None = None,
     submissions: list[tuple[str, str]] | None = None,
-    **options: Any,
+    workers: int = 4,
+    field_names: dict[str, str] | None = None,
+    listings: dict[str, list[tuple[str, bool]]] | None = None,
 ) -> AttachmentResult:
-    return sync_attachments(
-        session,
-        PROJECT,
-        RENTAL_FORM_ID,
-        live_submissions(central) if submissions is None else submissions,
-        store,
-        known or {},
-        **options,
-    )
+    """The files of ``submissions`` (``(__id, instanceID)``; all live ones by default) through one
+    ``AttachmentSync``, as the loader adds them: ``known`` maps (submission, file) to stored ETags."""
+    files = AttachmentSync(session, PROJECT, RENTAL_FORM_ID, store, workers)
+    for submission_id, instance_id in live_submissions(central) if submissions is None else submissions:
+        files.add(
+            submission_id,
+            instance_id,
+            known={name: etag for (sid, name), etag in (known or {}).items() if sid == submission_id},
+            field_names=field_names,
+            listing=(listings or {}).get(submission_id),
+        )
+    return files.finish()
 
 
 def known_from(*results: AttachmentResult) -> dict[tuple[str, str], str]:

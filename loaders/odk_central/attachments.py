@@ -332,36 +332,6 @@ class AttachmentSync:
         )
 
 
-def sync_attachments(
-    session: CentralSession,
-    project_id: int,
-    form_id: str,
-    submissions: Sequence[tuple[str, str | None]],
-    store: AttachmentStore,
-    known: Mapping[tuple[str, str], str],
-    workers: int = 4,
-    field_names: Mapping[str, str] | None = None,
-    listings: Mapping[str, Sequence[tuple[str, bool]]] | None = None,
-) -> AttachmentResult:
-    """``AttachmentSync`` over ``submissions`` (``(submission_id, instance_id)``), all at once: ``known``
-    maps ``(submission_id, file name)`` to the stored copy's ETag, ``field_names`` file names to fields,
-    ``listings`` submission ids to their files when their rows say them."""
-    sync = AttachmentSync(session, project_id, form_id, store, workers)
-    names = field_names or {}
-    by_submission: dict[str, dict[str, str]] = {}
-    for (sid, name), etag in known.items():
-        by_submission.setdefault(sid, {})[name] = etag
-    for submission_id, instance_id in dict(submissions).items():
-        sync.add(
-            submission_id,
-            instance_id,
-            known=by_submission.get(submission_id),
-            field_names=names,
-            listing=(listings or {}).get(submission_id),
-        )
-    return sync.finish()
-
-
 def _row(
     form_id: str,
     submission_id: str,

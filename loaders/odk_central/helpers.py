@@ -11,14 +11,15 @@ import contextlib
 import json
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import certifi
 from dlt.sources.helpers.requests import Client
+from dlt.sources.helpers.requests.retry import DEFAULT_RETRY_STATUS
 from requests import Response
 from requests.utils import get_environ_proxies
 from urllib3 import BaseHTTPResponse, PoolManager, ProxyManager, Retry, Timeout
@@ -28,7 +29,8 @@ from loaders.common import progress
 from loaders.common.attempts import CountingAdapter, RequestStats
 from loaders.common.warehouse import ConfigurationError, register_secret
 
-RETRY_STATUSES = frozenset({429, *range(500, 600)})  # as dlt's client retries
+RETRY_STATUSES = frozenset(DEFAULT_RETRY_STATUS)  # downloads retry what dlt's client retries
+T = TypeVar("T")
 RENEW_BEFORE = timedelta(minutes=5)  # log in again this long before the token expires (at most)
 
 
@@ -185,26 +187,15 @@ class CentralSession:
     ) -> Response:
         """An authenticated request; a 401 leads to one new login and one more try."""
         url = url if url.startswith("http") else f"{self.api_url}/{url.lstrip('/')}"
-        for attempt in range(2):
-            token = self._ensure_token()
+
+        def send(authorization: dict[str, str]) -> tuple[Response, int]:
             response = self._session.request(
-                method,
-                url,
-                params=params,
-                headers={**(headers or {}), "Authorization": f"Bearer {token}"},
+                method, url, params=params, headers={**(headers or {}), **authorization}
             )
             self._note_server_time(response)
-            if response.status_code == 401 and attempt == 0:
-                with self._login_lock:
-                    if self._token == token:  # no other thread logged in meanwhile
-                        self._token = None
-                continue
-            if response.status_code not in expected:
-                raise CentralError(
-                    f"ODK Central {method} {_path(url)}: HTTP {response.status_code} {_problem(response)}"
-                )
-            return response
-        raise CentralError(f"ODK Central {method} {_path(url)}: still 401 after logging in again")
+            return response, response.status_code
+
+        return self._authenticated(f"{method} {_path(url)}", send, expected)
 
     def download(
         self, url: str, *, headers: dict[str, str] | None = None, expected: tuple[int, ...] = (200,)
@@ -212,34 +203,40 @@ class CentralSession:
         """A file (an attachment): as ``request``, but through urllib3 itself, with urllib3's retries
         (the same statuses, attempts and backoff, ``Retry-After`` honoured). requests and dlt's retrying
         session cost 1 ms of CPU per request here, four times urllib3's: most of a small file's cost."""
-        for attempt in range(2):
-            token = self._ensure_token()
+
+        def send(authorization: dict[str, str]) -> tuple[BaseHTTPResponse, int]:
             try:
-                response = self._files.request(
-                    "GET", url, headers={**(headers or {}), "Authorization": f"Bearer {token}"}
-                )
-            except HTTPError as exc:
+                response = self._files.request("GET", url, headers={**(headers or {}), **authorization})
+            except HTTPError as exc:  # every attempt failed (urllib3 keeps no history then)
                 for _ in range(self._attempts):
                     self.stats.count(failed=True)
                 reason = getattr(exc, "reason", None) or exc
                 raise CentralError(
                     f"ODK Central GET {_path(url)}: {type(reason).__name__}: {reason}"
                 ) from None
-            history = response.retries.history if response.retries else ()
-            for failed in history:
+            for failed in response.retries.history if response.retries else ():
                 self.stats.count(failed=failed.status is None or failed.status in RETRY_STATUSES)
             self.stats.count(failed=response.status in RETRY_STATUSES)
-            if response.status == 401 and attempt == 0:
+            return response, response.status
+
+        return self._authenticated(f"GET {_path(url)}", send, expected)
+
+    def _authenticated(
+        self, where: str, send: Callable[[dict[str, str]], tuple[T, int]], expected: tuple[int, ...]
+    ) -> T:
+        """``send`` with the bearer token; after a 401, one new login (one for all threads), one more try."""
+        for attempt in range(2):
+            token = self._ensure_token()
+            response, status = send({"Authorization": f"Bearer {token}"})
+            if status == 401 and attempt == 0:
                 with self._login_lock:
-                    if self._token == token:
+                    if self._token == token:  # no other thread logged in meanwhile
                         self._token = None
                 continue
-            if response.status not in expected:
-                raise CentralError(
-                    f"ODK Central GET {_path(url)}: HTTP {response.status} {_problem(response)}"
-                )
+            if status not in expected:
+                raise CentralError(f"ODK Central {where}: HTTP {status} {_problem(response)}")
             return response
-        raise CentralError(f"ODK Central GET {_path(url)}: still 401 after logging in again")
+        raise CentralError(f"ODK Central {where}: still 401 after logging in again")
 
     def _note_server_time(self, response: Response) -> None:
         """Central's clock, from the ``Date`` header of its last answer (second precision, rounded
