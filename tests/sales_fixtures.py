@@ -33,8 +33,10 @@ def load_csv_folder(folder: Path, warehouse: Warehouse, **file_source: Any) -> L
 
     stats = LoadStats()
     spec = {"name": "shop", "path": str(folder)} | file_source
-    # PostgreSQL takes the CSV load-file path, as `elt run` does (loaders/registry.py).
-    source = sales_csv(file_sources=[spec], stats=stats, csv_load_files=warehouse.target == "postgres")
+    # PostgreSQL COPYs the order lines as they are read, as `elt run` does (loaders/registry.py).
+    source = sales_csv(
+        file_sources=[spec], stats=stats, copy_to=warehouse if warehouse.target == "postgres" else None
+    )
     load(source, "sales_csv", warehouse)
     return stats
 

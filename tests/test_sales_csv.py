@@ -63,6 +63,68 @@ def test_an_overlapping_export_replaces_lines_it_shares(warehouse: Warehouse, tm
     assert warehouse.query("select quantity from raw_sales.orders where order_id = 'O-2'") == [(4,)]
 
 
+def test_a_run_that_fails_half_way_leaves_the_orders_as_they_were(
+    warehouse: Warehouse, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL the order lines stream into COPY as files are read: the lines of b.csv are with
+    the server when c.csv fails, and must not become visible (nor replace what a.csv loaded)."""
+    import loaders.sales as sales
+
+    folder = tmp_path / "in"
+    write_csv(folder / "a.csv", GOOD_ROWS)
+    load_csv_folder(folder, warehouse)
+    before = warehouse.query("select * from raw_sales.orders order by order_id, line_key")
+    write_csv(
+        folder / "b.csv",
+        [
+            ("O-2", "2026-01-06", "brian.santos2", "Widget", "4", "4.50", "18.00", "South"),
+            ("O-9", "2026-01-08", "chloe.reyes3", "Gizmo", "1", "7.25", "7.25", "East"),
+        ],
+    )
+    write_csv(folder / "c.csv", [("O-10", "2026-01-09", "u", "Gizmo", "1", "7.25", "7.25", "East")])
+    checked = sales.validate_orders
+
+    def failing_on_c(table: object, **kwargs: object) -> object:
+        if str(kwargs["source_file"]).endswith("c.csv"):
+            raise RuntimeError("planted failure while reading c.csv")
+        return checked(table, **kwargs)
+
+    monkeypatch.setattr(sales, "validate_orders", failing_on_c)
+    with pytest.raises(Exception, match="planted failure"):
+        load_csv_folder(folder, warehouse)
+    assert warehouse.query("select * from raw_sales.orders order by order_id, line_key") == before
+
+    monkeypatch.setattr(sales, "validate_orders", checked)
+    stats = load_csv_folder(folder, warehouse)
+    assert stats.files_loaded == ["shop/b.csv", "shop/c.csv"]
+    assert count(warehouse, ORDERS) == count(warehouse, DISTINCT_LINES) == 5
+    assert warehouse.query("select quantity from raw_sales.orders where order_id = 'O-2'") == [(4,)]
+
+
+def test_seen_keys_agree_with_a_set_and_tell_apart_keys_that_share_a_hash() -> None:
+    import random
+
+    import numpy as np
+
+    from loaders.sales.helpers import SeenKeys
+
+    rng = random.Random(7)
+    seen, reference = SeenKeys(), set()
+    for _ in range(60):  # enough batches for several merges of the sorted levels
+        keys = list(dict.fromkeys(f"O-{rng.randrange(4000)}\x1fWidget" for _ in range(150)))
+        first, second = SeenKeys.hashes(keys)
+        assert seen.contains(first, second).tolist() == [key in reference for key in keys]
+        new = [i for i, key in enumerate(keys) if key not in reference]
+        seen.add(first[new], second[new])
+        reference.update(keys)
+    assert len(seen) == len(reference)
+
+    crafted = SeenKeys()  # three keys, two of them with the same first hash
+    crafted.add(np.array([5, 5, 9]), np.array([1, 2, 3]))
+    found = crafted.contains(np.array([5, 5, 9, 5, 7]), np.array([2, 1, 3, 4, 1]))
+    assert found.tolist() == [True, True, True, False, False]
+
+
 BAD_ROWS = {
     "missing required field(s): user_id": (
         "B-1",
@@ -293,7 +355,7 @@ def test_every_rejected_line_is_kept_once_with_all_its_reasons(warehouse: Wareho
             file_sources=[{"name": "shop", "path": str(tmp_path / "shop")}],
             stats=again,
             full_refresh=True,
-            csv_load_files=warehouse.target == "postgres",
+            copy_to=warehouse if warehouse.target == "postgres" else None,
         ),
         "sales_csv",
         warehouse,

@@ -7,6 +7,7 @@ which dlt keeps in the warehouse.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections.abc import Iterator, Sequence
@@ -37,10 +38,11 @@ from loaders.common.values import row_hash
 from loaders.common.warehouse import ROOT, ConfigurationError, Warehouse, register_secret
 from loaders.sales.helpers import (
     CsvFile,
-    CsvLoadFiles,
     FileSource,
     LoadStats,
+    OrdersCopy,
     RecordShape,
+    SeenKeys,
     map_columns,
     original_records,
     rejection,
@@ -71,9 +73,11 @@ def _now() -> datetime:
 
 def build_sales_csv(stats: LoadStats, options: RunOptions, warehouse: Warehouse) -> Any:
     add_line_keys(warehouse)
-    # PostgreSQL takes the CSV load-file path (COPY as written); DuckDB takes Arrow tables
+    # PostgreSQL: the order lines are COPYed into their table as they are read; DuckDB: Arrow tables
     return sales_csv(
-        stats=stats, full_refresh=options.full_refresh, csv_load_files=warehouse.target == "postgres"
+        stats=stats,
+        full_refresh=options.full_refresh,
+        copy_to=warehouse if warehouse.target == "postgres" else None,
     )
 
 
@@ -120,24 +124,26 @@ def sales_csv(
     file_sources: list[dict[str, Any]] = dlt.config.value,
     stats: LoadStats | None = None,
     full_refresh: bool = False,
-    csv_load_files: bool = False,
+    copy_to: Any = None,
     settle_seconds: float = DEFAULT_SETTLE_SECONDS,
 ) -> Any:
     """Order lines from folders of CSV exports, one ``[[sources.sales_csv.file_sources]]`` each.
 
-    With ``csv_load_files`` (PostgreSQL) the good rows are written straight to CSV load files that
-    dlt COPYs as they are; otherwise they are yielded as Arrow tables (Parquet on DuckDB). A file
-    modified less than ``settle_seconds`` ago is left for the next run (it may still be being copied).
+    With ``copy_to`` (a PostgreSQL ``Warehouse``) the good rows are COPYed into ``raw_sales.orders``
+    while the files are read (``OrdersCopy``), committed before dlt loads the run's state; otherwise
+    they are yielded as Arrow tables for dlt to merge (Parquet on DuckDB). Rejections and state go
+    through dlt either way. A file modified less than ``settle_seconds`` ago is left for the next run
+    (it may still be being copied).
     """
     sources = [FileSource.from_config(raw) for raw in file_sources]
-    return orders_from_files(sources, stats or LoadStats(), full_refresh, csv_load_files, settle_seconds)
+    return orders_from_files(sources, stats or LoadStats(), full_refresh, copy_to, settle_seconds)
 
 
 def orders_from_files(
     sources: Sequence[FileSource],
     stats: LoadStats,
     full_refresh: bool = False,
-    csv_load_files: bool = False,
+    copy_to: Any = None,
     settle_seconds: float = DEFAULT_SETTLE_SECONDS,
 ) -> Any:
     @dlt.resource(name="orders", table_name="orders", **ORDERS_HINTS)
@@ -146,18 +152,18 @@ def orders_from_files(
         if full_refresh:
             state.clear()
         loaded: dict[str, str] = state.setdefault("files", {})
-        seen_keys: set[str] = set()
+        seen_keys = SeenKeys()
         loaded_at = _now()
-        with CsvLoadFiles() as load_files:
+        sink = OrdersCopy(copy_to, loaded_at) if copy_to is not None else contextlib.nullcontext()
+        with sink:
             for source in sources:
                 files = ((f"{source.name}/{path.name}", path) for path in source.files())
                 for file_id, reader in files_to_read(files, loaded, stats, settle_seconds):
                     for item in _orders_from_file(source, reader, file_id, seen_keys, loaded_at, stats):
-                        if csv_load_files and isinstance(item, pa.Table):
-                            yield from load_files.write(item)
+                        if copy_to is not None and isinstance(item, pa.Table):
+                            sink.write(item)
                         else:
                             yield item
-            yield from load_files.flush()
         stats.cursor = loaded_at.isoformat()
 
     return orders
@@ -167,7 +173,7 @@ def _orders_from_file(
     source: FileSource,
     reader: HashingReader,
     file_id: str,
-    seen_keys: set[str],
+    seen_keys: SeenKeys,
     loaded_at: datetime,
     stats: LoadStats,
 ) -> Iterator[Any]:
@@ -311,7 +317,7 @@ def sales_api(
             "end_date": today.isoformat(),
             "page_size": page_size,
         }
-        seen_keys: set[str] = set()
+        seen_keys = SeenKeys()
         loaded_at = _now()
         max_date: date | None = None
         # The lines loaded from the days a run reads again (the lookback): key -> [order date, content
