@@ -200,16 +200,19 @@ def worker_loader(csv_path: Path, rows: int) -> dict[str, Any]:
     )
     os.environ.setdefault("DLT_PROJECT_DIR", str(ROOT))
     os.environ.setdefault("SOURCES__SALES_CSV__SETTLE_SECONDS", "0")  # the file was just written
-    from loaders.sales.helpers import OrdersCopy
-
     committed: dict[str, float] = {}
-    commit = OrdersCopy.commit
+    try:
+        from loaders.sales.helpers import OrdersCopy
+    except ImportError:  # a commit before the direct COPY, run with PYTHONPATH
+        pass
+    else:
+        commit = OrdersCopy.commit
 
-    def timed_commit(self: OrdersCopy) -> None:  # the COPY's tail and the replace, after the reading
-        commit(self)
-        committed.update(self.seconds)
+        def timed_commit(self: OrdersCopy) -> None:  # the COPY's tail and the replace, after the reading
+            commit(self)
+            committed.update(self.seconds)
 
-    OrdersCopy.commit = timed_commit  # type: ignore[method-assign]
+        OrdersCopy.commit = timed_commit  # type: ignore[method-assign]
     start = time.perf_counter()
     stats = LoadStats()
     info = run_sync("sales_csv", Warehouse.from_env("postgres"), RunOptions(), stats)

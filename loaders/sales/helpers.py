@@ -554,11 +554,15 @@ class SeenKeys:
     def contains(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
         """Which of the keys (given by their ``hashes``) were added before."""
         found = np.zeros(len(first), dtype=bool)
+        if not self._levels or not len(first):
+            return found
+        order = np.argsort(first)  # sorted needles: numpy's search then walks each array once
+        needles = first[order]
         for level_first, level_second in self._levels:
-            at = np.searchsorted(level_first, first)
-            hit = level_first[np.minimum(at, len(level_first) - 1)] == first
-            for i in np.flatnonzero(hit):  # a repeat, or (rarely) a first hash shared by two keys
-                j = at[i]
+            at = np.searchsorted(level_first, needles)
+            hit = level_first[np.minimum(at, len(level_first) - 1)] == needles
+            for k in np.flatnonzero(hit):  # a repeat, or (rarely) a first hash shared by two keys
+                i, j = order[k], at[k]
                 while j < len(level_first) and level_first[j] == first[i]:
                     if level_second[j] == second[i]:
                         found[i] = True
@@ -573,13 +577,15 @@ class SeenKeys:
         self._levels.append(self._sorted(first, second))
         while len(self._levels) > 1 and len(self._levels[-2][0]) <= len(self._levels[-1][0]):
             (a_first, a_second), (b_first, b_second) = self._levels.pop(-2), self._levels.pop()
-            self._levels.append(
-                self._sorted(np.concatenate((a_first, b_first)), np.concatenate((a_second, b_second)))
-            )
+            merged_first = np.concatenate((a_first, b_first))
+            del a_first, b_first  # the inputs go before the sort: memory stays near 3x the keys
+            merged_second = np.concatenate((a_second, b_second))
+            del a_second, b_second
+            self._levels.append(self._sorted(merged_first, merged_second))
 
     @staticmethod
     def _sorted(first: np.ndarray, second: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        order = np.argsort(first, kind="stable")
+        order = np.argsort(first, kind="stable")  # timsort: two sorted runs merge in linear time
         return first[order], second[order]
 
 
