@@ -13,14 +13,20 @@ Every figure on it is read from a dbt model, not computed here:
 * ``audit.rpt_expectation_results``: the expectations of the last check and their results.
 
 Charts are Vega-Lite specifications drawn to inline SVG by vl-convert when the page is written: the
-page carries no script. It links to the dbt docs site (``dbt docs generate --static``, written by a run
-that rebuilt models, :func:`write_dbt_docs`) and to the Great Expectations Data Docs of the last check
+page carries no script. A chart whose specification is the one drawn before is not drawn again (its
+SVG is kept under ``<reports>/.charts`` by the specification's digest), and a source's attempt that
+found nothing (a success that read and rejected no record, as an hourly schedule's quiet runs are) is
+in the status table, not in the charts: a run that finds nothing starts no V8.
+
+The page links to the dbt docs site (``dbt docs generate --static``, written by a run that rebuilt
+models, :func:`write_dbt_docs`) and to the Great Expectations Data Docs of the last check
 (``flows.expectations``), both under the same folder (``ELT_REPORTS_DIR``, ``data/reports`` by
 default).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -38,6 +44,8 @@ GX_DOCS = Path("gx") / "index.html"
 TIMELINE_DAYS = 7
 FINDING_ROWS = 100  # rows shown per finding; the count says how many there are
 VEGA_LITE = "https://vega.github.io/schema/vega-lite/v6.json"  # the version of the specs (never fetched)
+CHART_CACHE = ".charts"  # drawn charts by their specification's digest, under the reports folder
+CACHED_CHARTS = 20
 STATUS_COLOURS = {"success": "#2e7d32", "error": "#c62828", "abandoned": "#ef6c00", "running": "#1565c0"}
 
 
@@ -130,7 +138,7 @@ def read_dashboard(warehouse: Warehouse, folder: Path, now: datetime) -> Dashboa
         warehouse=warehouse.describe(),
         generated_at=now,
         states=states,
-        charts=charts(attempts[1], attempts[0], now),
+        charts=charts(attempts[1], attempts[0], now, cache=folder / CHART_CACHE),
         findings=[table for table in tables if table is not None],
         coverage=coverage,
         expectations=expectations,
@@ -183,17 +191,21 @@ class _Reader:
 # --- charts ---------------------------------------------------------------------------------------
 
 
-def charts(rows: list[list[Any]], columns: list[str], now: datetime) -> dict[str, str]:
+def charts(
+    rows: list[list[Any]], columns: list[str], now: datetime, cache: Path | None = None
+) -> dict[str, str]:
     """Title -> inline SVG: the timeline of the last days' attempts, and duration, records processed
-    and records rejected per source and step over the last 30 days (``audit.rpt_sync_timeline``).
+    and records rejected per source and step over the last 30 days (``audit.rpt_sync_timeline``),
+    leaving out the attempts that found nothing (``_found_nothing``).
 
-    The charts are Vega-Lite specifications, drawn by vl-convert (Vega in an embedded V8, no network).
-    They are written as plain dicts rather than with Altair: importing Altair cost a run 0.35 s."""
-    if not rows:
-        return {}
-    import vl_convert
-
+    The charts are Vega-Lite specifications, drawn by vl-convert (Vega in an embedded V8, no network);
+    with ``cache`` (a folder), a specification drawn before is read back instead of drawn again: V8's
+    start is most of a quiet run's page. They are written as plain dicts rather than with Altair:
+    importing Altair cost a run 0.35 s."""
     attempts = [_json_ready(dict(zip(columns, row, strict=True))) for row in rows]
+    attempts = [attempt for attempt in attempts if not _found_nothing(attempt)]
+    if not attempts:
+        return {}
     since = (now - timedelta(days=TIMELINE_DAYS)).isoformat()
     recent = [attempt for attempt in attempts if attempt["started_at"] >= since]
     # the series are per source and step: a part (``odk_central.rental_survey.submissions``) is in the
@@ -214,7 +226,43 @@ def charts(rows: list[list[Any]], columns: list[str], now: datetime) -> dict[str
         "Records processed per attempt": _series(whole, "records_processed", when),
         "Records rejected per attempt": _series(whole, "records_rejected", when),
     }
-    return {title: vl_convert.vegalite_to_svg(json.dumps(spec)) for title, spec in specs.items()}
+    return {title: _drawn(spec, cache) for title, spec in specs.items()}
+
+
+def _found_nothing(attempt: dict[str, Any]) -> bool:
+    """A source's (or a whole run's) successful attempt that read and rejected no record."""
+    from loaders.registry import SYNCS
+
+    source = attempt["sync_type"].split(".")[0]
+    return (
+        (source in SYNCS or source == "elt_run")
+        and attempt["status"] == "success"
+        and not attempt["records_processed"]
+        and not attempt["records_rejected"]
+    )
+
+
+def _drawn(spec: dict[str, Any], cache: Path | None) -> str:
+    """The SVG of ``spec``, from ``cache`` when it was drawn before (the newest 20 are kept)."""
+    text = json.dumps(spec, sort_keys=True)
+    path = None
+    if cache is not None:
+        path = cache / f"{hashlib.sha256(text.encode()).hexdigest()[:32]}.svg"
+        if path.exists():
+            os.utime(path)
+            return path.read_text(encoding="utf-8")
+    import vl_convert
+
+    svg = vl_convert.vegalite_to_svg(text)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{os.getpid()}.partial")
+        partial.write_text(svg, encoding="utf-8")
+        partial.replace(path)
+        drawn = sorted(path.parent.glob("*.svg"), key=lambda old: old.stat().st_mtime, reverse=True)
+        for old in drawn[CACHED_CHARTS:]:
+            old.unlink(missing_ok=True)
+    return svg
 
 
 def _tick_format(attempts: list[dict[str, Any]]) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -216,3 +217,38 @@ def test_dbt_source_freshness_passes_after_a_demo(demo_run) -> None:
 
     assert result.success, result.message()
     assert result.statuses and set(result.statuses.values()) == {"pass"}, result.statuses
+
+
+def test_a_quiet_run_is_not_charted_and_a_chart_drawn_before_is_not_drawn_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An hourly schedule that finds nothing must not start V8 (about a second) at every run."""
+    import vl_convert
+
+    from flows.dashboard import charts
+
+    columns = ["sync_type", "status", "started_at", "ended_at", "duration_seconds"]
+    columns += ["records_processed", "records_rejected"]
+    now = datetime(2026, 12, 2, 12, tzinfo=UTC)
+
+    def attempt(sync_type: str, hours_ago: int, processed: int, status: str = "success") -> list[Any]:
+        started = now - timedelta(hours=hours_ago)
+        return [sync_type, status, started, started + timedelta(seconds=3), 3.0, processed, 0]
+
+    loads = [attempt("sales_csv", 5, 120), attempt("backup", 4, 0), attempt("elt_run", 5, 120)]
+    quiet = [attempt("sales_csv", 1, 0), attempt("elt_run", 1, 0), attempt("odk_central.f.submissions", 1, 0)]
+    failed = [attempt("sales_api", 1, 0, status="error")]
+    drawn: list[str] = []
+    draw = vl_convert.vegalite_to_svg
+    monkeypatch.setattr(vl_convert, "vegalite_to_svg", lambda spec: drawn.append(spec) or draw(spec))
+    cache = tmp_path / ".charts"
+
+    first = charts(loads, columns, now, cache=cache)
+    assert len(drawn) == 4 and all("<svg" in svg for svg in first.values())
+    assert charts(loads + quiet, columns, now, cache=cache) == first  # the quiet run: nothing drawn
+    assert len(drawn) == 4
+    assert '"backup"' in drawn[0] and '"sales_csv"' in drawn[0]  # work done is charted, 0 records or not
+
+    charts(loads + quiet + failed, columns, now, cache=cache)  # a failure is charted...
+    assert len(drawn) == 7 and '"sales_api"' in drawn[4]  # ...except among the successes' durations
+    assert len(list(cache.glob("*.svg"))) == 7
