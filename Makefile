@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 # uv from PATH when present, else the module installed by `bootstrap`.
 UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 
-.PHONY: help bootstrap demo test lint format bench deploy clean
+.PHONY: help bootstrap demo test lint format bench bench-peers deploy clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -45,6 +45,10 @@ bench: bootstrap ## benchmarks (see bench/README.md); figures go to bench/result
 	$(BIN)/python bench/bench_area_rollups.py
 	$(BIN)/python bench/bench_odk_load.py --no-attachments --output bench/results/odk_load.no_attachments.md
 	$(BIN)/python bench/bench_no_change_run.py
+
+# The peers install into bench/.peers/<name> (from PyPI, once), never into the project's environment.
+bench-peers: bootstrap ## the sales CSV with sling, pipelinewise, ingestr and Meltano's target beside the loader
+	$(BIN)/python bench/bench_peers.py
 
 # Defaults only where the operator has set nothing: UTC schedules, ODK Central every 15 minutes.
 deploy: bootstrap ## register prefect.yaml's deployments with the Prefect server at PREFECT_API_URL
