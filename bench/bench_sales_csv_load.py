@@ -53,7 +53,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.append(str(ROOT))  # after PYTHONPATH, so a prototype copy of ``loaders`` can win
 
-METHODS = ("loader", "copy", "dlt_default")
+METHODS = ("loader", "copy", "dlt_default", "increment")
 HEADER = "order_id,date,user_id,product_name,quantity,unit_price,total_amount,region"
 PRODUCTS = [
     f"{adjective} {thing}"
@@ -90,7 +90,7 @@ WARM_IMPORTS = {
         "dlt.destinations.impl.postgres.postgres",
     ),
 }
-WARM_IMPORTS["dlt_default"] = WARM_IMPORTS["loader"]
+WARM_IMPORTS["dlt_default"] = WARM_IMPORTS["increment"] = WARM_IMPORTS["loader"]
 DLT_ENV_PREFIXES = ("NORMALIZE__", "LOAD__", "EXTRACT__", "DATA_WRITER__", "DESTINATION__", "SOURCES__")
 
 
@@ -226,6 +226,32 @@ def worker_loader(csv_path: Path, rows: int) -> dict[str, Any]:
     }
 
 
+INCREMENT = 100_000  # lines of the ``increment`` method's second file: half replace loaded lines, half new
+
+
+def worker_increment(csv_path: Path, rows: int) -> dict[str, Any]:
+    """The full file loaded first (not timed), then a second file of ``INCREMENT`` lines: the first
+    half of them lines already loaded, with new figures, the second half new orders (timed)."""
+    import itertools
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="bench-increment-"))
+    (folder / "a.csv").symlink_to(csv_path)
+    worker_loader(folder / "a.csv", rows)
+    half = INCREMENT // 2
+    with csv_path.open(encoding="utf-8") as fh:
+        header = next(fh)
+        lines = list(itertools.islice(fh, INCREMENT))
+    out = [header]
+    for line in lines[:half]:  # the same line, now one unit at its price
+        order_id, day, user, product, _, price, _, region = line.rstrip("\n").split(",")
+        out.append(f"{order_id},{day},{user},{product},1,{price},{price},{region}\n")
+    out += [line.replace("ORD-", "NEW-", 1) for line in lines[half:]]
+    (folder / "b.csv").write_text("".join(out), encoding="utf-8")
+    result = worker_loader(folder / "b.csv", INCREMENT)
+    return result | {"table_rows": rows + INCREMENT - half}
+
+
 def worker_copy(csv_path: Path, rows: int) -> dict[str, Any]:
     from loaders.common.warehouse import Warehouse
 
@@ -273,7 +299,12 @@ def worker_dlt_default(csv_path: Path, rows: int) -> dict[str, Any]:
     return {"seconds": seconds}
 
 
-WORKERS = {"loader": worker_loader, "copy": worker_copy, "dlt_default": worker_dlt_default}
+WORKERS = {
+    "loader": worker_loader,
+    "copy": worker_copy,
+    "dlt_default": worker_dlt_default,
+    "increment": worker_increment,
+}
 
 
 def run_worker(method: str, csv_path: Path, rows: int, profile: bool = False) -> None:
@@ -307,7 +338,10 @@ def run_worker(method: str, csv_path: Path, rows: int, profile: bool = False) ->
     if children <= children_before:
         children = 0.0
     loaded = _count_rows()  # outside the timed window
-    assert loaded == rows, f"{method}: raw_sales.orders holds {loaded} rows, expected {rows}"
+    expected = result.pop("table_rows", rows)
+    assert loaded == expected, f"{method}: raw_sales.orders holds {loaded} rows, expected {expected}"
+    if method == "increment":
+        rows = INCREMENT
     result |= {"rows": rows, "rss_mib": own, "children_rss_mib": children}
     print("BENCH_RESULT " + json.dumps(result))
 
@@ -381,6 +415,8 @@ def _report(
         "loader": "project loader (`sales_csv`: Arrow -> binary COPY into the table, overlapped)",
         "copy": "raw `COPY FROM STDIN` (baseline)",
         "dlt_default": "dlt default (dicts, `insert_values`, append)",
+        "increment": "project loader, a second file into the loaded table: 100,000 lines, half of them "
+        "replacing loaded lines (rows/s of that file)",
     }
     out = [
         "| method | rows | median seconds | rows/s | ratio to COPY | peak RSS MiB |",
@@ -550,8 +586,8 @@ def main(argv: list[str] | None = None) -> int:
                             for k, v in result["breakdown"].items()
                         )
                     print(
-                        f"  run {rep + 1}/{args.repeats} {method:<11} {rows:>10,} rows "
-                        f"{result['seconds']:7.2f} s  {rows / result['seconds']:>10,.0f} rows/s  "
+                        f"  run {rep + 1}/{args.repeats} {method:<11} {result['rows']:>10,} rows "
+                        f"{result['seconds']:7.2f} s  {result['rows'] / result['seconds']:>10,.0f} rows/s  "
                         f"rss {result['rss_mib']:.0f} MiB{extra}",
                         flush=True,
                     )
