@@ -154,7 +154,7 @@ def orders_from_files(
         loaded: dict[str, str] = state.setdefault("files", {})
         seen_keys = SeenKeys()
         loaded_at = _now()
-        sink = OrdersCopy(copy_to, loaded_at) if copy_to is not None else contextlib.nullcontext()
+        sink = OrdersCopy(copy_to) if copy_to is not None else contextlib.nullcontext()
         with sink:
             for source in sources:
                 files = ((f"{source.name}/{path.name}", path) for path in source.files())
