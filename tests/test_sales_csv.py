@@ -83,9 +83,16 @@ def test_a_run_that_fails_half_way_leaves_the_orders_as_they_were(
     )
     write_csv(folder / "c.csv", [("O-10", "2026-01-09", "u", "Gizmo", "1", "7.25", "7.25", "East")])
     checked = sales.validate_orders
+    seen_meanwhile: list[object] = []
 
     def failing_on_c(table: object, **kwargs: object) -> object:
         if str(kwargs["source_file"]).endswith("c.csv"):
+            if warehouse.target == "postgres":  # a reader during the load is not kept waiting
+                with warehouse.connect() as conn:
+                    cur = conn.cursor()
+                    cur.execute("set lock_timeout = '5s'")
+                    cur.execute("select * from raw_sales.orders order by order_id, line_key")
+                    seen_meanwhile.append(cur.fetchall())
             raise RuntimeError("planted failure while reading c.csv")
         return checked(table, **kwargs)
 
@@ -93,6 +100,7 @@ def test_a_run_that_fails_half_way_leaves_the_orders_as_they_were(
     with pytest.raises(Exception, match="planted failure"):
         load_csv_folder(folder, warehouse)
     assert warehouse.query("select * from raw_sales.orders order by order_id, line_key") == before
+    assert seen_meanwhile == ([before] if warehouse.target == "postgres" else [])
 
     monkeypatch.setattr(sales, "validate_orders", checked)
     stats = load_csv_folder(folder, warehouse)

@@ -511,10 +511,10 @@ def _reject_repeats(
         pc.take(trimmed["order_id"], passed), pc.take(line_key, passed), "\x1f"
     ).to_pylist()
     first, second = SeenKeys.hashes(keys)
-    if len(set(keys)) == len(keys) and not seen_keys.contains(first, second).any():
+    earlier = seen_keys.contains(first, second)
+    if len(set(keys)) == len(keys) and not earlier.any():
         seen_keys.add(first, second)
         return
-    earlier = seen_keys.contains(first, second)
     in_batch: set[str] = set()
     kept = []
     for n, (i, key) in enumerate(zip(passed.to_pylist(), keys, strict=True)):
@@ -736,17 +736,23 @@ class OrdersCopy:
         self._stack = contextlib.ExitStack()
         self._conn = self._stack.enter_context(self.warehouse.connect())
         cur = self._conn.cursor()
-        schema = self.table.split(".")[0]
+        schema, name = self.table.split(".")
         columns = ", ".join(
             f"{f.name} {_PG_TYPES[f.type]}{'' if f.nullable else ' not null'}" for f in ORDERS_SCHEMA
         )
         cur.execute(f"create schema if not exists {schema}")
         cur.execute(f"create table if not exists {self.table} ({columns})")
-        # a table dlt created before a column was declared gets it, as dlt's schema evolution would
+        # a table dlt created before a column was declared gets it, as dlt's schema evolution would; only
+        # then: ALTER TABLE holds a lock that keeps every reader of the table waiting until the commit
         cur.execute(
-            f"alter table {self.table} "
-            + ", ".join(f"add column if not exists {f.name} {_PG_TYPES[f.type]}" for f in ORDERS_SCHEMA)
+            "select column_name from information_schema.columns where table_schema = %s and table_name = %s",
+            (schema, name),
         )
+        present = {name for (name,) in cur.fetchall()}
+        missing = [f for f in ORDERS_SCHEMA if f.name not in present]
+        if missing:
+            adds = ", ".join(f"add column {f.name} {_PG_TYPES[f.type]}" for f in missing)
+            cur.execute(f"alter table {self.table} {adds}")
         cur.execute(f"select exists (select 1 from {self.table})")
         self._had_rows = bool(cur.fetchone()[0])
         target = self.table
