@@ -12,13 +12,25 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from loaders.common.pipeline import RunOptions, ignore_shell_variables, run_source
-from loaders.common.quarantine import LoadStats
 from loaders.common.warehouse import ConfigurationError, Warehouse
 
+if TYPE_CHECKING:
+    from loaders.common.pipeline import RunOptions
+    from loaders.common.quarantine import LoadStats
+
 __all__ = ["GROUPS", "SYNCS", "RunOptions", "Sync", "resolve", "run_sync"]
+
+
+def __getattr__(name: str) -> Any:
+    """``RunOptions``, re-exported, imported with dlt only when asked for: naming the syncs (the
+    dashboard's quiet attempts, ``elt report``) does not import dlt (1 s)."""
+    if name == "RunOptions":
+        from loaders.common.pipeline import RunOptions
+
+        return RunOptions
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True)
@@ -111,6 +123,8 @@ def run_sync(name: str, warehouse: Warehouse, options: RunOptions, stats: LoadSt
     """Load one source into the warehouse, filling ``stats``; raises on failure (``ConfigurationError``
     when a setting is missing or wrong)."""
     from dlt.common.configuration.exceptions import ConfigFieldMissingException
+
+    from loaders.common.pipeline import ignore_shell_variables, run_source
 
     sync = SYNCS[name]
     ignore_shell_variables()

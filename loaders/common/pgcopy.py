@@ -15,7 +15,8 @@ class CopyAborted(RuntimeError):
 
 
 class CopyStream:
-    """One ``COPY ... FROM STDIN`` statement on ``connection``, fed a batch of CSV bytes at a time.
+    """One ``COPY ... FROM STDIN`` statement on ``connection``, fed a batch of bytes at a time
+    (in the format the statement names).
 
     A thread runs the statement: psycopg2's ``copy_expert`` sends each batch with the GIL released and
     the server parses it on another core, so the caller reads and checks the next batch meanwhile. At
@@ -46,7 +47,7 @@ class CopyStream:
         return item  # type: ignore[no-any-return]
 
     def write(self, data: bytes) -> None:
-        """Queue one batch of CSV rows; wait while ``depth`` batches are queued. An empty batch is skipped."""
+        """Queue one batch of rows; wait while ``depth`` batches are queued. An empty batch is skipped."""
         if data:
             self._put(data)
 
