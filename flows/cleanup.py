@@ -10,6 +10,8 @@
 - **Attachment files** in storage that no row of ``raw_odk_central.attachments`` references, once they
   are older than ``retention.attachment_grace_days`` (7): a run writes a file before the row that
   names it is loaded.
+- **Candidate schemas** (``<schema>__candidate``) a run kept after a failed check (``flows.publish``),
+  whatever their age: no run is building one while the cleanup holds the warehouse.
 
 ``--dry-run`` lists what would go and how many bytes, and changes nothing. A cleanup holds the
 warehouse's lock (no run loads while it deletes) and is audited as a ``cleanup`` attempt with what it
@@ -35,7 +37,7 @@ DEFAULTS = {"backup_days": BACKUP_DAYS, "audit_days": 180.0, "attachment_grace_d
 
 @dataclass
 class Removal:
-    kind: str  # backup, audit attempts, workdir, attachment
+    kind: str  # backup, audit attempts, workdir, attachment, candidate
     what: str
     bytes: int = 0
     count: int = 1
@@ -100,6 +102,7 @@ def cleanup(
             report.removals += _attachments(
                 warehouse, now - timedelta(days=limits["attachment_grace_days"]), dry_run
             )
+            report.removals += _candidates(warehouse, dry_run)
         except BaseException as exc:
             if not dry_run:
                 audit.record(warehouse, run.fail(exc))
@@ -142,6 +145,13 @@ def _attempts(warehouse: Warehouse, cutoff: datetime, dry_run: bool) -> list[Rem
     return [
         Removal("audit attempts", f"audit.sync_runs started before {cutoff:%Y-%m-%d %H:%M} UTC", 0, count)
     ]
+
+
+def _candidates(warehouse: Warehouse, dry_run: bool) -> list[Removal]:
+    from flows.publish import candidate_schemas, drop_candidates
+
+    schemas = candidate_schemas(warehouse) if dry_run else drop_candidates(warehouse)
+    return [Removal("candidate", schema) for schema in schemas]
 
 
 def _workdirs(root: Path | None, dry_run: bool) -> list[Removal]:

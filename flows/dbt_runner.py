@@ -24,18 +24,21 @@ class DbtResult:
     failures: list[str] = field(default_factory=list)
     error: str | None = None
     statuses: dict[str, str] = field(default_factory=dict)  # unique_id -> pass, warn, error, ...
+    built: list[str] = field(default_factory=list)  # models built, as schema.name, in the order built
     ages: dict[str, float] = field(default_factory=dict)  # source freshness: unique_id -> seconds
 
     def message(self) -> str:
         return "; ".join(self.failures) or self.error or "dbt failed"
 
 
-def artifacts_path(warehouse: Warehouse) -> Path:
+def artifacts_path(warehouse: Warehouse, candidate: bool = False) -> Path:
     """Where dbt keeps its artifacts and log for ``warehouse``: one folder per warehouse, so runs on
     different warehouses at once never share a manifest or a partial-parse file
-    (``ELT_DBT_ARTIFACTS`` overrides the parent folder, ``target/`` by default)."""
+    (``ELT_DBT_ARTIFACTS`` overrides the parent folder, ``target/`` by default). A candidate build
+    (``flows.publish``) has a folder of its own: its vars differ, and dbt parses the whole project
+    again when the vars of the last parse in a folder differ."""
     parent = Path(os.environ.get("ELT_DBT_ARTIFACTS") or ROOT / "target")
-    return parent / warehouse.key()
+    return parent / warehouse.key() / "candidate" if candidate else parent / warehouse.key()
 
 
 def invoke(
@@ -46,11 +49,15 @@ def invoke(
     exclude: list[str] | None = None,
     full_refresh: bool = False,
     variables: dict[str, object] | None = None,
+    candidate: bool = False,
 ) -> DbtResult:
-    """``dbt <command> --select ...`` against ``warehouse`` (its ELT_* settings for the duration)."""
+    """``dbt <command> --select ...`` against ``warehouse`` (its ELT_* settings for the duration);
+    with ``candidate``, the models are built into their candidate schemas (``flows.publish``)."""
     from dbt.cli.main import dbtRunner
 
-    artifacts = artifacts_path(warehouse)
+    artifacts = artifacts_path(warehouse, candidate)
+    if candidate:
+        variables = {**(variables or {}), "candidate": True}
     args = [
         *command.split(),  # "source freshness" is two words
         "--project-dir",
@@ -90,5 +97,10 @@ def invoke(
         failures=failures,
         error=None if result.success else redact(str(result.exception or "dbt failed")),
         statuses={node.node.unique_id: str(node.status) for node in nodes},
+        built=[
+            f"{node.node.schema}.{node.node.alias or node.node.name}"
+            for node in nodes
+            if node.node.resource_type == "model" and str(node.status) == "success"
+        ],
         ages={node.node.unique_id: node.age for node in nodes if getattr(node, "age", None) is not None},
     )

@@ -157,6 +157,7 @@ def run_expectations(
     sources: Collection[str] | None = None,
     waiting: Collection[str] = (),
     docs: Path | None = None,
+    candidate: bool = False,
 ) -> ExpectationsResult:
     """Run the suites of the marts of ``sources`` (all marts for None) against ``warehouse`` and
     return what passed and what failed.
@@ -167,12 +168,17 @@ def run_expectations(
     check's Data Docs replace the site in that folder (a failure to write them is reported in
     :attr:`ExpectationsResult.docs_error`, and fails nothing). Raises
     :class:`ConfigurationError` when the warehouse cannot be reached or a description is malformed,
-    and :class:`ExpectationsError` when GX itself fails to run a checkpoint.
+    and :class:`ExpectationsError` when GX itself fails to run a checkpoint. With ``candidate``, a
+    mart (and a relation its totals read) that has a candidate (``flows.publish``) is checked there.
     """
     started = time.perf_counter()
-    described = _described(warehouse)
+    described, models = _described(warehouse), _models(warehouse)
+    if candidate:
+        from flows.publish import in_candidate
+
+        described, models = in_candidate(warehouse, described), in_candidate(warehouse, models)
     marts = marts_of(warehouse, sources)
-    measured = _measure(warehouse, [described[mart] for mart in marts], _models(warehouse))
+    measured = _measure(warehouse, [described[mart] for mart in marts], models)
     failures = [
         ExpectationFailure(
             suite=mart,

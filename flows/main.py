@@ -67,7 +67,7 @@ VARIABLES: dict[str, str] = {
     "SOURCES__ODK_CENTRAL__USERNAME": "odk_central_username",
 }
 #: How long a step may run as a task before Prefect stops it.
-TIMEOUTS = {"dbt_build": 3600, "expectations": 1800, "rollups": 600}
+TIMEOUTS = {"dbt_build": 3600, "expectations": 1800, "publish": 600, "rollups": 600}
 LOAD_TIMEOUT = 3600
 
 

@@ -8,7 +8,9 @@ each model is built from (its lineage) and what its YAML ``meta`` declares for t
   summary as "N <what> (<where>)".
 
 The manifest is the one dbt wrote for this warehouse (``flows.dbt_runner.artifacts_path``) at its last
-invocation, a build in the same run as a rule; when there is none yet, ``dbt parse`` writes it.
+invocation, a build in the same run as a rule; when there is none yet, ``dbt parse`` writes it. A
+candidate build's manifest (``flows.publish``) names the candidate schemas; relations are read as
+published (``marts.fct_sales``) whichever manifest is the newer.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from typing import Any
 
 from loaders.common.warehouse import Warehouse
 
+CANDIDATE = "__candidate"  # flows.publish.SUFFIX (not imported: this module is read by every command)
+
 
 @dataclass(frozen=True)
 class Model:
@@ -29,15 +33,23 @@ class Model:
     sources: frozenset[str]  # the dbt sources it is built from, however far up
     meta: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
     source_tables: frozenset[str] = frozenset()  # the same, as ``source.table``
+    materialized: str | None = None  # table, view, incremental, ... (None for seeds and snapshots)
+    resource_type: str = "model"  # model, snapshot or seed
 
 
 def models(warehouse: Warehouse) -> dict[str, Model]:
     """Every model, snapshot and seed of the project, by name."""
     from flows.dbt_runner import artifacts_path, invoke
 
-    path = artifacts_path(warehouse) / "manifest.json"
-    if not path.exists():
+    found = [
+        path
+        for path in (artifacts_path(warehouse, candidate) / "manifest.json" for candidate in (False, True))
+        if path.exists()
+    ]
+    if not found:
         invoke(warehouse, "parse", [])
+        found = [artifacts_path(warehouse) / "manifest.json"]
+    path = max(found, key=lambda path: path.stat().st_mtime_ns)
     return _read(path, path.stat().st_mtime_ns)
 
 
@@ -63,10 +75,15 @@ def _read(path: Path, _version: int) -> dict[str, Model]:
         if node["resource_type"] not in ("model", "snapshot", "seed"):
             continue
         meta = {**node.get("meta", {}), **node.get("config", {}).get("meta", {})}
-        relation = f"{node['schema']}.{node.get('alias') or node['name']}"
+        schema = node["schema"].removesuffix(CANDIDATE)  # (a candidate build's manifest)
+        relation = f"{schema}.{node.get('alias') or node['name']}"
         tables = tables_of(uid)
         sources = frozenset(table.split(".", 1)[0] for table in tables)
-        found[node["name"]] = Model(node["name"], relation, sources, meta, tables)
+        config = node.get("config", {})
+        materialized = config.get("materialized") if node["resource_type"] == "model" else None
+        found[node["name"]] = Model(
+            node["name"], relation, sources, meta, tables, materialized, node["resource_type"]
+        )
     return found
 
 

@@ -1,4 +1,5 @@
-"""One run: load each selected source (isolated) -> dbt build -> rollups -> expectations -> record outcome.
+"""One run: load each selected source (isolated) -> dbt build of the candidates -> expectations on them ->
+publish (write, audit, publish: ``flows.publish``) -> rollups -> record outcome.
 
 The steps are plain functions; a *runner* calls each one. ``elt run`` calls them directly (no Prefect
 server, no Prefect home: a command-line run starts in a second and leaves no process behind);
@@ -6,8 +7,9 @@ the Prefect flow in ``flows/main.py`` runs the same steps as Prefect tasks, for 
 
 Whoever starts it, a run holds the warehouse's lock (``loaders.common.lock``) from start to end, marks
 the attempts of runs that died as ``abandoned``, removes their working folders, and writes every attempt
-(each source's load, ``dbt_build``, ``expectations``, the run as ``elt_run``) as ``running`` when it
-starts and completed when it ends.
+(each source's load, ``dbt_build``, ``expectations``, ``publish``, the run as ``elt_run``) as ``running``
+when it starts and completed when it ends. A failed dbt test or expectation publishes nothing: readers
+keep the marts of the last run whose every check passed.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ class StepOutcome:
     duration_seconds: float = 0.0
     configuration: bool = False  # the error is a setting to fix (not retried; exit status 2)
     not_loaded: list[str] = field(default_factory=list)  # dbt source tables no load has created yet
+    built: list[str] = field(default_factory=list)  # the models a build wrote, as published, in order
 
 
 @dataclass
@@ -217,10 +220,12 @@ def dbt_build(
     warehouse: Warehouse, full_refresh: bool = False, flow_run_id: str | None = None
 ) -> tuple[StepOutcome, list[str]]:
     """``dbt build`` of the sources whose raw data changed since their last build (and their seeds),
-    in-process; returns the outcome and the sources built."""
+    in-process, into the candidate schemas (``flows.publish``: nothing published changes until the
+    publish step); returns the outcome and the sources built."""
+    from flows import publish
     from flows.build_plan import missing_source_tables, plan
     from flows.dbt_runner import invoke
-    from flows.manifest import read_source_tables
+    from flows.manifest import models, read_source_tables
 
     build = plan(warehouse, available_dbt_sources(warehouse), full_refresh)
     if not build.sources:
@@ -230,25 +235,41 @@ def dbt_build(
     not_loaded: list[str] = []
     run = audit.SyncRun(sync_type="dbt_build", flow_run_id=flow_run_id)
     with audit.attempt(warehouse, run):
+        removed = publish.drop_candidates(warehouse)  # an earlier run's, kept after a failed check
         read = read_source_tables(warehouse)  # (dbt's manifest: may run dbt parse)
         not_loaded = [table for table in missing_source_tables(warehouse, build.sources) if table in read]
+        incremental = [  # and snapshots: each adds to what it holds
+            model.relation
+            for model in models(warehouse).values()
+            if (model.materialized == "incremental" or model.resource_type == "snapshot")
+            and model.sources & set(build.sources)
+            and not model.source_tables & set(not_loaded)
+        ]
+        cloned = [] if full_refresh else publish.clone_incrementals(warehouse, incremental)
         result = invoke(
             warehouse,
             "build",
             [*(f"source:{name}+" for name in build.sources), *seeds],
-            # the models and tests of a table no load has created yet are skipped, not failed
-            exclude=[f"source:{table}+" for table in not_loaded] or None,
+            # the models and tests of a table no load has created yet are skipped, not failed; unit
+            # tests check the SQL on fixtures, not the data (CI's `dbt build` runs them), and dbt
+            # reads their inputs' columns from the candidate relation, which an input this build
+            # does not rebuild has not
+            exclude=[*(f"source:{table}+" for table in not_loaded), "resource_type:unit_test"],
             full_refresh=full_refresh,
+            candidate=True,
         )
         run.records_processed = result.passed
         run.metadata = {
             "nodes": result.nodes,
             "failures": result.failures[:20],
             "not_loaded": not_loaded,
+            "built": [_published(relation) for relation in result.built],
+            "cloned": cloned,
+            "candidates_removed": removed,
             **build.metadata(),
         }
         if not result.success:
-            run.fail(f"dbt build failed: {result.message()}")
+            run.fail(f"dbt build failed: {result.message()}; {publish.kept_message(warehouse)}")
     if run.status == "success":
         waiting = f"; no data yet in {', '.join(not_loaded)}: their models skipped" if not_loaded else ""
         outcome = StepOutcome(
@@ -257,12 +278,20 @@ def dbt_build(
             detail=f"{run.records_processed} nodes built or passed ({build.reason}){waiting}",
             duration_seconds=run.duration_seconds,
             not_loaded=not_loaded,
+            built=run.metadata["built"],
         )
         return outcome, build.sources
     outcome = StepOutcome(
         name="dbt_build", status="error", error=run.error_message, duration_seconds=run.duration_seconds
     )
     return outcome, []
+
+
+def _published(relation: str) -> str:
+    from flows.publish import published_schema
+
+    schema, name = relation.split(".", 1)
+    return f"{published_schema(schema)}.{name}"
 
 
 def check_expectations(
@@ -279,7 +308,11 @@ def check_expectations(
     run = audit.SyncRun(sync_type="expectations", flow_run_id=flow_run_id)
     with audit.attempt(warehouse, run):
         result = run_expectations(
-            warehouse, sources=sources, waiting=not_loaded or [], docs=reports_dir() / GX_DOCS.parent
+            warehouse,
+            sources=sources,
+            waiting=not_loaded or [],
+            docs=reports_dir() / GX_DOCS.parent,
+            candidate=True,
         )
         run.records_processed = result.evaluated
         run.records_rejected = len(result.failures)
@@ -293,7 +326,10 @@ def check_expectations(
         if result.docs_error:
             run.metadata["docs_error"] = result.docs_error
         if not result.success:
-            run.fail(result.message())
+            from flows.publish import candidate_schemas, kept_message
+
+            kept = f"\n{kept_message(warehouse)}" if candidate_schemas(warehouse) else ""
+            run.fail(result.message() + kept)
     if run.status == "success":
         return StepOutcome(
             name="expectations",
@@ -306,6 +342,29 @@ def check_expectations(
         name="expectations",
         status="error",
         error=run.error_message,
+        duration_seconds=run.duration_seconds,
+    )
+
+
+def publish(warehouse: Warehouse, built: list[str], flow_run_id: str | None = None) -> StepOutcome:
+    """Publish the checked candidates in one transaction (``flows.publish``), audited as a ``publish``
+    attempt with the relations swapped and their row counts before and after."""
+    from flows import publish as candidates
+
+    run = audit.SyncRun(sync_type="publish", flow_run_id=flow_run_id)
+    with audit.attempt(warehouse, run):
+        published = candidates.publish(warehouse)
+        run.records_processed = len(published.relations)
+        run.metadata = {
+            "relations": published.relations,
+            "seconds": published.seconds,
+            "tries": published.tries,
+            "built": built,
+        }
+    return StepOutcome(
+        name="publish",
+        status="success",
+        detail=published.summary(),
         duration_seconds=run.duration_seconds,
     )
 
@@ -462,6 +521,22 @@ def _steps(
         reason = "dbt build failed" if outcome.status == "error" else "no model was rebuilt"
         summary.steps.append(StepOutcome(name="expectations", status="skipped", detail=reason))
         return
+    checked = _call(
+        runner,
+        "expectations",
+        check_expectations,
+        (warehouse, built_sources, flow_run_id, outcome.not_loaded),
+    )
+    summary.steps.append(checked)
+    if checked.status == "error":
+        summary.steps.append(
+            StepOutcome(name="publish", status="skipped", detail="an expectation failed: nothing published")
+        )
+        return
+    published = _call(runner, "publish", publish, (warehouse, outcome.built, flow_run_id))
+    summary.steps.append(published)
+    if published.status == "error":
+        return
     rolled = _call(
         runner,
         "rollups",
@@ -470,11 +545,3 @@ def _steps(
     )
     if rolled is not None:
         summary.steps.append(rolled)
-    summary.steps.append(
-        _call(
-            runner,
-            "expectations",
-            check_expectations,
-            (warehouse, built_sources, flow_run_id, outcome.not_loaded),
-        )
-    )

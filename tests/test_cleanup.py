@@ -78,6 +78,9 @@ def planted(warehouse: Warehouse, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         cur.execute(
             "insert into raw_odk_central.attachments values ('1/rental_survey/uuid-s1/a.png'), (null)"
         )
+        # a failed run's candidate, kept for inspection (flows/publish.py)
+        cur.execute("create schema marts__candidate")
+        cur.execute("create table marts__candidate.fct_sales (order_line_id text)")
     return {"backups": backups, "storage": storage, "temp": temp, "dead": dead}
 
 
@@ -88,6 +91,11 @@ def state(warehouse: Warehouse, places: dict[str, Path]) -> dict[str, object]:
         "workdirs": sorted(path.name for path in places["temp"].iterdir()),
         "attempts": sorted(
             warehouse.query("select sync_type, status from audit.sync_runs where sync_type <> 'cleanup'")
+        ),
+        "schemas": sorted(
+            name
+            for (name,) in warehouse.query("select schema_name from information_schema.schemata")
+            if name.endswith("__candidate")
         ),
     }
 
@@ -105,6 +113,7 @@ def test_a_dry_run_lists_and_removes_nothing_then_cleanup_removes_only_what_is_p
         "audit attempts": {"count": 2, "bytes": 0},
         "workdir": {"count": 1, "bytes": 300},
         "attachment": {"count": 1, "bytes": 100},
+        "candidate": {"count": 1, "bytes": 0},
     }
     assert {r.what for r in dry.removals if r.kind == "attachment"} == {"1/rental_survey/uuid-s1/b.png"}
 
@@ -115,6 +124,7 @@ def test_a_dry_run_lists_and_removes_nothing_then_cleanup_removes_only_what_is_p
     assert after["backups"] == ["elt-20261130T000000Z.dump", "notes.txt"]
     assert after["attachments"] == ["a.png", "c.png"]  # referenced, and too recent to judge
     assert after["workdirs"] == [f"elt-odk_central-{os.getpid()}-xyz"]
+    assert before["schemas"] == ["marts__candidate"] and after["schemas"] == []
     assert after["attempts"] == sorted(
         [
             ("sales_csv", "success"),
@@ -127,7 +137,7 @@ def test_a_dry_run_lists_and_removes_nothing_then_cleanup_removes_only_what_is_p
     recorded = warehouse.query(
         "select status, records_processed, metadata from audit.sync_runs where sync_type = 'cleanup'"
     )
-    assert [(status, count) for status, count, _ in recorded] == [("success", 6)]
+    assert [(status, count) for status, count, _ in recorded] == [("success", 7)]
     assert json.loads(recorded[0][2])["removed"]["backup"] == {"count": 2, "bytes": 1500}
 
     again = cleanup(warehouse, temp_root=planted["temp"])

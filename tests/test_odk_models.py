@@ -14,6 +14,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from loaders.common.warehouse import ROOT, Warehouse
 
 MART = "fct_rental_submissions_unified"
@@ -191,10 +193,26 @@ class Raw:
 # --------------------------------------------------------------------------------------------------
 
 
-def dbt_build(warehouse: Warehouse, tmp_path: Path, *args: str) -> None:
-    """``dbt build`` of the mart and everything upstream of it; fails the test with dbt's reasons."""
+def dbt_build(warehouse: Warehouse, tmp_path: Path, *args: str, candidate: bool = False) -> None:
+    """``dbt build`` of the mart and everything upstream of it, as an analyst runs it; with
+    ``candidate``, as a run does (``flows/publish.py``): the published mart cloned into its candidate
+    schema, built there, then published. Fails the test with dbt's reasons."""
     from dbt.cli.main import dbtRunner
 
+    from flows import publish
+
+    arguments = list(args)
+    if candidate:
+        variables = {"candidate": True}
+        if "--vars" in arguments:
+            at = arguments.index("--vars")
+            variables |= json.loads(arguments.pop(at + 1))
+            arguments.pop(at)
+        arguments += ["--vars", json.dumps(variables)]
+        if "--full-refresh" not in arguments:
+            assert publish.clone_incrementals(warehouse, [f"marts.{MART}"]) == (
+                [f"marts.{MART}"] if warehouse.has_table("marts", MART) else []
+            )
     result = dbtRunner().invoke(
         [
             "build",
@@ -205,11 +223,11 @@ def dbt_build(warehouse: Warehouse, tmp_path: Path, *args: str) -> None:
             "--target",
             warehouse.target,
             "--target-path",
-            str(tmp_path / "dbt_target"),
+            str(tmp_path / ("dbt_candidate" if candidate else "dbt_target")),
             "--select",
             f"+{MART}",
             "--quiet",
-            *args,
+            *arguments,
         ]
     )
     failures = [
@@ -218,6 +236,9 @@ def dbt_build(warehouse: Warehouse, tmp_path: Path, *args: str) -> None:
         if str(node.status) in {"error", "fail", "runtime error"}
     ]
     assert result.success, failures or result.exception
+    if candidate:
+        publish.publish(warehouse)
+        assert publish.candidate_schemas(warehouse) == []
 
 
 def mart_rows(warehouse: Warehouse) -> dict[str, dict[str, Any]]:
@@ -275,11 +296,16 @@ def load_first_batch(raw: Raw) -> None:
 # --------------------------------------------------------------------------------------------------
 
 
-def test_unified_mart_follows_edits_and_deletions_incrementally(warehouse: Warehouse, tmp_path: Path) -> None:
+@pytest.mark.parametrize("candidate", [False, True], ids=["dbt build", "candidate and publish"])
+def test_unified_mart_follows_edits_and_deletions_incrementally(
+    warehouse: Warehouse, tmp_path: Path, candidate: bool
+) -> None:
+    """As an analyst's ``dbt build`` and as a run builds it (cloned into its candidate, built
+    incrementally there, published): the marker planted in a row no later load touches survives."""
     raw = Raw(warehouse)
     load_first_batch(raw)
 
-    dbt_build(warehouse, tmp_path)
+    dbt_build(warehouse, tmp_path, candidate=candidate)
 
     rows = mart_rows(warehouse)
     assert sorted(rows) == ["uuid:s1", "uuid:s2", "uuid:s4"]
@@ -318,7 +344,7 @@ def test_unified_mart_follows_edits_and_deletions_incrementally(warehouse: Wareh
     raw.persons("uuid:s1", T2, ("Amina Otieno", 34, "female"), ("Baraka Otieno", 2, "male"))
     raw.attachment("uuid:s2", "s2.jpg", T2, "building_image", "7/rental_survey/uuid:s2/s2-v2.jpg")
 
-    dbt_build(warehouse, tmp_path)
+    dbt_build(warehouse, tmp_path, candidate=candidate)
 
     rows = mart_rows(warehouse)
     assert sorted(rows) == ["uuid:s1", "uuid:s2", "uuid:s4"]
@@ -336,7 +362,7 @@ def test_unified_mart_follows_edits_and_deletions_incrementally(warehouse: Wareh
     # s2 deleted in Central, loaded at T3.
     raw.submission("uuid:s2", T3, is_deleted=True, deleted_at=T3 - timedelta(minutes=1))
 
-    dbt_build(warehouse, tmp_path)
+    dbt_build(warehouse, tmp_path, candidate=candidate)
 
     incremental = mart_rows(warehouse)
     assert sorted(incremental) == ["uuid:s1", "uuid:s4"]
@@ -348,7 +374,7 @@ def test_unified_mart_follows_edits_and_deletions_incrementally(warehouse: Wareh
     )
     incremental = mart_rows(warehouse)
 
-    dbt_build(warehouse, tmp_path, "--full-refresh")
+    dbt_build(warehouse, tmp_path, "--full-refresh", candidate=candidate)
 
     assert mart_rows(warehouse) == incremental
 

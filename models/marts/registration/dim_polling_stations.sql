@@ -1,5 +1,6 @@
--- A view of the intermediate model that places each station (tested here).
-{{ config(materialized='view') }}
+-- A table of the intermediate model that places each station (tested here): a view would read the
+-- raw stations as they land, before the run's checks pass (flows/publish.py).
+{{ config(materialized='table') }}
 
 with
 
