@@ -194,3 +194,47 @@ def test_a_reader_never_sees_old_and_new_marts_together(warehouse: Warehouse, or
     mixed = [row for row in seen if row[0] != row[1] or abs(row[2] - row[3]) > 0.01]
     assert mixed == []
     assert {row[0] for row in seen} >= {len(GOOD_ROWS), len(GOOD_ROWS) + 150}  # it read before and after
+
+
+def test_a_first_run_that_fails_its_checks_publishes_no_mart_but_its_status(
+    warehouse: Warehouse, orders: Path
+) -> None:
+    """The audit's own views are built in place (meta live): an operator reads what happened."""
+    write_csv(orders / "a.csv", [*GOOD_ROWS, IMPLAUSIBLE])
+
+    failed = run(sources=["sales_csv"], target=warehouse.target)
+
+    assert failed.failed == ["expectations"]
+    assert not warehouse.has_table("marts", "fct_sales")
+    status = dict(warehouse.query("select sync_type, last_sync_status from audit.sync_status"))
+    assert status["sales_csv"] == "success" and status["expectations"] == "error"
+
+
+def test_an_analysts_dbt_build_builds_in_place(warehouse: Warehouse, orders: Path, tmp_path: Path) -> None:
+    """``dbt build`` run directly (no candidate var) builds the published relations as it always did,
+    unit tests included."""
+    from dbt.cli.main import dbtRunner
+
+    from flows.build_plan import ROOT
+
+    assert run(sources=["sales_csv"], target=warehouse.target).success
+    write_csv(orders / "b.csv", MORE_ROWS)
+    assert run(sources=["sales_csv"], target=warehouse.target).success  # (published: 5 lines)
+    with warehouse.connect() as conn:
+        conn.cursor().execute("delete from raw_sales.orders where order_id = 'O-4'")
+
+    result = dbtRunner().invoke(
+        [
+            "build",
+            *("--project-dir", str(ROOT), "--profiles-dir", str(ROOT / "profiles")),
+            *("--target", warehouse.target, "--target-path", str(tmp_path / "analyst")),
+            *("--select", "source:sales+", "source:audit+"),
+            *("--exclude", "source:sales.users+", "source:sales.rejected_rows+"),
+            "--quiet",
+        ]
+    )
+
+    assert result.success
+    assert warehouse.query("select count(*) from marts.fct_sales")[0][0] == len(GOOD_ROWS) + 1
+    assert candidate_schemas(warehouse) == []
+    assert any(str(node.node.resource_type) == "unit_test" for node in result.result)
