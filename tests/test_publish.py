@@ -10,7 +10,9 @@ import threading
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from flows.cli import app
 from flows.pipeline import RunSummary, run
 from loaders.common.warehouse import Warehouse
 from tests.sales_fixtures import GOOD_ROWS, write_csv
@@ -71,20 +73,24 @@ def test_a_failed_expectation_publishes_nothing_and_the_next_good_run_publishes(
     assert before["marts.fct_sales"] and candidate_schemas(warehouse) == []
 
     write_csv(orders / "b.csv", [*MORE_ROWS, IMPLAUSIBLE])  # loads: the loader's checks let it by
-    failed = run(sources=["sales_csv"], target=warehouse.target)
+    failed = CliRunner().invoke(app, ["run", "--source", "sales_csv", "--target", warehouse.target])
 
-    assert failed.failed == ["expectations"]
-    error = step(failed, "expectations").error or ""
-    assert "fct_sales: expect_column_values_to_be_between(total_amount) failed" in error
-    assert "nothing was published" in error and "marts__candidate" in error
-    assert step(failed, "publish").status == "skipped"
+    assert failed.exit_code == 1, failed.output
+    assert "fct_sales: expect_column_values_to_be_between(total_amount) failed" in failed.output
+    assert "nothing was published" in failed.output and "marts__candidate" in failed.output
     assert published(warehouse) == before  # every published relation, every row, as it was
     assert "marts__candidate" in candidate_schemas(warehouse)  # kept for inspection
     assert warehouse.query("select count(*) from marts__candidate.fct_sales")[0][0] == 6
     recorded = warehouse.query(
-        "select error_message from audit.sync_runs where sync_type = 'expectations' and status = 'error'"
+        "select sync_type, status, error_message from audit.sync_runs "
+        "where sync_type in ('expectations', 'publish') order by started_at"
     )
-    assert "marts__candidate" in recorded[0][0]
+    assert [(kind, status) for kind, status, _ in recorded] == [
+        ("expectations", "success"),
+        ("publish", "success"),
+        ("expectations", "error"),  # and no publish attempt after it
+    ]
+    assert "marts__candidate" in recorded[-1][2]
 
     write_csv(orders / "b.csv", [*MORE_ROWS, CORRECTED])  # the file is corrected
     fixed = run(sources=["sales_csv"], target=warehouse.target)
