@@ -163,6 +163,7 @@ def in_place_path(warehouse: Any) -> dict[str, float]:
 
     began = time.perf_counter()
     build = plan(warehouse, available_dbt_sources(warehouse))
+    assert build.sources, build.reason  # (an empty selection would build every model)
     read = read_source_tables(warehouse)
     waiting = [table for table in missing_source_tables(warehouse, build.sources) if table in read]
     exclude = [*(f"source:{table}+" for table in waiting), "resource_type:unit_test"]
@@ -218,7 +219,10 @@ def measure(target: str, args: argparse.Namespace, work: Path) -> list[list[str]
             server.admin_execute(f'drop database if exists "{name}" with (force)')
             server.admin_execute(f'create database "{name}" template "{source}"')
         else:
-            shutil.copy(work / f"{source}.duckdb", work / f"{name}.duckdb")
+            (work / f"{name}.duckdb.wal").unlink(missing_ok=True)
+            for suffix in (".duckdb", ".duckdb.wal"):  # (what the last commits left in the WAL too)
+                if (work / f"{source}{suffix}").exists():
+                    shutil.copy(work / f"{source}{suffix}", work / f"{name}{suffix}")
 
     os.environ["ELT_TARGET"] = target
     try:
