@@ -45,6 +45,7 @@ bench: bootstrap ## benchmarks (see bench/README.md); figures go to bench/result
 	$(BIN)/python bench/bench_area_rollups.py
 	$(BIN)/python bench/bench_odk_load.py --no-attachments --output bench/results/odk_load.no_attachments.md
 	$(BIN)/python bench/bench_no_change_run.py
+	$(BIN)/python bench/bench_publish.py
 
 # The peers install into bench/.peers/<name> (from PyPI, once), never into the project's environment.
 bench-peers: bootstrap ## the sales CSV with sling, pipelinewise, ingestr and Meltano's target beside the loader
