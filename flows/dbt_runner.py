@@ -24,7 +24,6 @@ class DbtResult:
     failures: list[str] = field(default_factory=list)
     error: str | None = None
     statuses: dict[str, str] = field(default_factory=dict)  # unique_id -> pass, warn, error, ...
-    built: list[str] = field(default_factory=list)  # models built, as schema.name, in the order built
     ages: dict[str, float] = field(default_factory=dict)  # source freshness: unique_id -> seconds
 
     def message(self) -> str:
@@ -97,10 +96,5 @@ def invoke(
         failures=failures,
         error=None if result.success else redact(str(result.exception or "dbt failed")),
         statuses={node.node.unique_id: str(node.status) for node in nodes},
-        built=[
-            f"{node.node.schema}.{node.node.alias or node.node.name}"
-            for node in nodes
-            if node.node.resource_type == "model" and str(node.status) == "success"
-        ],
         ages={node.node.unique_id: node.age for node in nodes if getattr(node, "age", None) is not None},
     )

@@ -176,7 +176,7 @@ def run_expectations(
     if candidate:
         from flows.publish import in_candidate
 
-        described, models = in_candidate(warehouse, described), in_candidate(warehouse, models)
+        described, models = in_candidate(warehouse, described, models)
     marts = marts_of(warehouse, sources)
     measured = _measure(warehouse, [described[mart] for mart in marts], models)
     failures = [

@@ -23,7 +23,7 @@ from typing import Any
 
 from loaders.common.warehouse import Warehouse
 
-CANDIDATE = "__candidate"  # flows.publish.SUFFIX (not imported: this module is read by every command)
+CANDIDATE = "__candidate"  # flows.publish.SUFFIX (flows.publish reads Model from here: no cycle)
 
 
 @dataclass(frozen=True)

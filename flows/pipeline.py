@@ -43,7 +43,6 @@ class StepOutcome:
     duration_seconds: float = 0.0
     configuration: bool = False  # the error is a setting to fix (not retried; exit status 2)
     not_loaded: list[str] = field(default_factory=list)  # dbt source tables no load has created yet
-    built: list[str] = field(default_factory=list)  # the models a build wrote, as published, in order
 
 
 @dataclass
@@ -263,13 +262,13 @@ def dbt_build(
             "nodes": result.nodes,
             "failures": result.failures[:20],
             "not_loaded": not_loaded,
-            "built": [_published(relation) for relation in result.built],
             "cloned": cloned,
             "candidates_removed": removed,
             **build.metadata(),
         }
         if not result.success:
-            run.fail(f"dbt build failed: {result.message()}; {publish.kept_message(warehouse)}")
+            kept = publish.kept_message(warehouse) or "nothing was published"
+            run.fail(f"dbt build failed: {result.message()}; {kept}")
     if run.status == "success":
         waiting = f"; no data yet in {', '.join(not_loaded)}: their models skipped" if not_loaded else ""
         outcome = StepOutcome(
@@ -278,20 +277,12 @@ def dbt_build(
             detail=f"{run.records_processed} nodes built or passed ({build.reason}){waiting}",
             duration_seconds=run.duration_seconds,
             not_loaded=not_loaded,
-            built=run.metadata["built"],
         )
         return outcome, build.sources
     outcome = StepOutcome(
         name="dbt_build", status="error", error=run.error_message, duration_seconds=run.duration_seconds
     )
     return outcome, []
-
-
-def _published(relation: str) -> str:
-    from flows.publish import published_schema
-
-    schema, name = relation.split(".", 1)
-    return f"{published_schema(schema)}.{name}"
 
 
 def check_expectations(
@@ -326,10 +317,10 @@ def check_expectations(
         if result.docs_error:
             run.metadata["docs_error"] = result.docs_error
         if not result.success:
-            from flows.publish import candidate_schemas, kept_message
+            from flows.publish import kept_message
 
-            kept = f"\n{kept_message(warehouse)}" if candidate_schemas(warehouse) else ""
-            run.fail(result.message() + kept)
+            kept = kept_message(warehouse)
+            run.fail(result.message() + (f"\n{kept}" if kept else ""))
     if run.status == "success":
         return StepOutcome(
             name="expectations",
@@ -346,20 +337,19 @@ def check_expectations(
     )
 
 
-def publish(warehouse: Warehouse, built: list[str], flow_run_id: str | None = None) -> StepOutcome:
-    """Publish the checked candidates in one transaction (``flows.publish``), audited as a ``publish``
-    attempt with the relations swapped and their row counts before and after."""
-    from flows import publish as candidates
+def publish_candidates(warehouse: Warehouse, flow_run_id: str | None = None) -> StepOutcome:
+    """The ``publish`` step: the checked candidates in one transaction (``flows.publish``), audited as
+    a ``publish`` attempt with the relations swapped and their row counts before and after."""
+    from flows.publish import publish
 
     run = audit.SyncRun(sync_type="publish", flow_run_id=flow_run_id)
     with audit.attempt(warehouse, run):
-        published = candidates.publish(warehouse)
+        published = publish(warehouse)
         run.records_processed = len(published.relations)
         run.metadata = {
             "relations": published.relations,
             "seconds": published.seconds,
             "tries": published.tries,
-            "built": built,
         }
     return StepOutcome(
         name="publish",
@@ -533,7 +523,7 @@ def _steps(
             StepOutcome(name="publish", status="skipped", detail="an expectation failed: nothing published")
         )
         return
-    published = _call(runner, "publish", publish, (warehouse, outcome.built, flow_run_id))
+    published = _call(runner, "publish", publish_candidates, (warehouse, flow_run_id))
     summary.steps.append(published)
     if published.status == "error":
         return

@@ -108,24 +108,28 @@ def drop_candidates(warehouse: Warehouse) -> list[str]:
     return schemas
 
 
-def kept_message(warehouse: Warehouse) -> str:
-    """The sentence a failed run ends with: nothing was published, and where its candidate is kept."""
+def kept_message(warehouse: Warehouse) -> str | None:
+    """The sentence a failed run ends with: nothing was published, and where its candidate is kept
+    (None when no candidate was built)."""
     schemas = candidate_schemas(warehouse)
     if not schemas:
-        return "nothing was published"
+        return None
     return (
         f"nothing was published (the candidate is kept in {', '.join(schemas)} for inspection; the "
         "next run or `elt cleanup` removes it)"
     )
 
 
-def in_candidate(warehouse: Warehouse, models: Mapping[str, M]) -> dict[str, M]:
-    """``models`` with each relation that has a candidate read from the candidate instead."""
+def in_candidate(warehouse: Warehouse, *found: Mapping[str, M]) -> list[dict[str, M]]:
+    """Each mapping of models with every relation that has a candidate read from the candidate."""
     present = {c.published: c.candidate for c in candidates(warehouse)}
-    return {
-        name: replace(model, relation=present[model.relation]) if model.relation in present else model
-        for name, model in models.items()
-    }
+    return [
+        {
+            name: replace(model, relation=present[model.relation]) if model.relation in present else model
+            for name, model in models.items()
+        }
+        for models in found
+    ]
 
 
 def clone_incrementals(warehouse: Warehouse, relations: Iterable[str]) -> list[str]:
@@ -225,8 +229,8 @@ def _swap(
                 cascade = " cascade" if warehouse.target == "postgres" else ""
                 cursor.execute(f"drop {before} if exists {_quoted(candidate.published)}{cascade}")
             if warehouse.target == "postgres":
-                kind = "view" if candidate.kind == "view" else "table"
-                cursor.execute(f'alter {kind} {_quoted(candidate.candidate)} set schema "{candidate.schema}"')
+                moved = _quoted(candidate.candidate)
+                cursor.execute(f'alter {candidate.kind} {moved} set schema "{candidate.schema}"')
             elif candidate.kind == "table":
                 source = candidate_schema(candidate.schema)
                 _copy_table(cursor, warehouse, source, candidate.schema, candidate.name)
@@ -304,7 +308,7 @@ def _view_sql(cursor: Any, candidate: Candidate) -> str:
         (candidate_schema(candidate.schema), candidate.name),
     )
     sql = cursor.fetchone()[0]
-    schemas = set(re.findall(r"(\w+)" + SUFFIX + r'"?\.', sql))
+    schemas = {schema for _, schema, _, _ in _CANDIDATE_NAME.findall(sql)}
     return _moved(sql, {candidate_schema(schema): schema for schema in schemas})
 
 
