@@ -30,6 +30,9 @@ os.environ["ELT_BACKUP_DIR"] = str(_SESSION_DIR / "backups")  # (pytest-xdist: o
 os.environ["SOURCES__SALES_CSV__SETTLE_SECONDS"] = "0"
 os.environ["SOURCES__SALES_USERS__SETTLE_SECONDS"] = "0"
 os.environ["SOURCES__COMMUNITIES__SETTLE_SECONDS"] = "0"
+# Passwords are hashed with Argon2id's cheapest parameters (the deployed default takes 0.15 s of CPU a
+# password, some 6 s of each run of the sample users); test_sales_users checks the default.
+os.environ["SOURCES__SALES_USERS__ARGON2_PROFILE"] = "CHEAPEST"
 
 
 @pytest.fixture(scope="session")

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+from argon2 import PasswordHasher
+
 from loaders.common.quarantine import REJECTED_SCHEMA, LoadStats
-from loaders.common.warehouse import Warehouse
+from loaders.common.warehouse import ConfigurationError, Warehouse
 from loaders.sales import existing_user_emails, sales_users
 from tests.sales_fixtures import load
 
@@ -49,8 +52,10 @@ def all_text(warehouse: Warehouse) -> str:
 
 
 def test_users_are_normalised_checked_and_never_store_a_plain_password(
-    warehouse: Warehouse, tmp_path: Path
+    warehouse: Warehouse, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # the other tests hash with argon2-cffi's CHEAPEST profile (tests/conftest.py); this one, as deployed
+    monkeypatch.delenv("SOURCES__SALES_USERS__ARGON2_PROFILE")
     write_users(
         tmp_path / "users",
         [
@@ -72,7 +77,8 @@ def test_users_are_normalised_checked_and_never_store_a_plain_password(
         ("amina.otieno", "amina@example.org", "sales_rep"),
         ("david", "david@example.org", "manager"),
     ]
-    assert users[0][3].startswith("$argon2id$")
+    assert users[0][3].startswith("$argon2id$v=19$m=65536,t=3,p=4$")  # RFC 9106's low-memory profile
+    assert PasswordHasher().verify(users[0][3], PASSWORDS[0])
     assert users[1][3] is None
     reasons = [r for (r,) in warehouse.query("select reason from raw_sales.rejected_rows")]
     assert any("role is not one of" in r for r in reasons)
@@ -91,6 +97,11 @@ def test_users_are_normalised_checked_and_never_store_a_plain_password(
     everything = all_text(warehouse)
     for password in PASSWORDS:
         assert password not in everything
+
+
+def test_an_unknown_argon2_profile_is_a_setting_to_fix(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="argon2_profile 'fast'.*RFC_9106_LOW_MEMORY"):
+        sales_users(users_path=str(tmp_path), roles=["analyst"], argon2_profile="fast")
 
 
 def test_an_email_taken_by_an_earlier_import_is_rejected(warehouse: Warehouse, tmp_path: Path) -> None:
