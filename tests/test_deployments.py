@@ -172,7 +172,9 @@ def test_every_deployment_runs_to_completion_and_stores_no_secret(
 
     runs = [(name, []) for name in DEPLOYMENTS] + [("elt-main/sales-daily", ["--param", "target=postgres"])]
     for name, extra in runs:
-        done = prefect.cli("deployment", "run", name, *extra, "--watch", "--watch-timeout", "600")
+        done = prefect.cli(
+            "deployment", "run", name, *extra, "--watch", "--watch-interval", "1", "--watch-timeout", "600"
+        )
         assert done.returncode == 0 and "Completed" in done.stdout, (name, done.stdout[-3000:], done.stderr)
 
     # A failed run too: the API refuses a key (now wrong), and Prefect keeps the failure's message.
@@ -182,13 +184,29 @@ def test_every_deployment_runs_to_completion_and_stores_no_secret(
         "from prefect.blocks.system import Secret\n"
         f"Secret(value={wrong_key!r}).save('sales-api-key', overwrite=True)\n"
     )
-    failed = prefect.cli("deployment", "run", "elt-main/sales-daily", "--watch", "--watch-timeout", "600")
+    failed = prefect.cli(
+        "deployment",
+        "run",
+        "elt-main/sales-daily",
+        "--watch",
+        "--watch-interval",
+        "1",
+        "--watch-timeout",
+        "600",
+    )
     assert failed.returncode != 0 and "Failed" in failed.stdout, failed.stdout[-3000:]
 
     # The hourly health check, run by the worker: unhealthy now (that refused key; and the samples'
     # sales are from early 2026, none yesterday), so its flow run fails and the audit says why.
     health = prefect.cli(
-        "deployment", "run", "elt-health-check/health-check", "--watch", "--watch-timeout", "600"
+        "deployment",
+        "run",
+        "elt-health-check/health-check",
+        "--watch",
+        "--watch-interval",
+        "1",
+        "--watch-timeout",
+        "600",
     )
     assert health.returncode != 0 and "Failed" in health.stdout, health.stdout[-3000:]
 
